@@ -40,10 +40,17 @@ class Service:
     """A service started as a subprocess (python -m ... or torchrun), its output kept in a log file."""
 
     def __init__(
-        self, name: str, args: list[str], port: int, env: dict[str, str] | None = None, log_dir: Path | None = None
+        self,
+        name: str,
+        args: list[str],
+        port: int,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        metrics_port: int = 0,
     ) -> None:
         self.name = name
         self.port = port
+        self.metrics_port = metrics_port
         self.address = f"127.0.0.1:{port}"
         self.log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=log_dir)[1])
         self._log = self.log_path.open("wb")

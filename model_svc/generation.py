@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from llama_grpc.errors import InvalidArgument
 from model_svc.model import Transformer
 
 
@@ -21,7 +22,7 @@ class Finish(enum.Enum):
     CANCELLED = "cancelled"
 
 
-class GenerationError(ValueError):
+class GenerationError(InvalidArgument):
     """An argument to generate that the seed would have caught with an assert."""
 
 

@@ -34,6 +34,8 @@ GQA = ModelArgs(
     max_seq_len=128,
     max_batch_size=32,
 )
+# ~15 ms per decode step on 2 cores: rows that live long enough to be queued behind or cancelled.
+SLOW = ModelArgs(dim=512, n_layers=8, n_heads=8, vocab_size=VOCAB, multiple_of=256, max_seq_len=512, max_batch_size=8)
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +73,13 @@ def gqa_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
 
 
 @pytest.fixture(scope="session")
+def slow_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(MP=1 dir, MP=2 dir) for the SLOW config."""
+    root = tmp_path_factory.mktemp("slow")
+    return make_checkpoint(root, SLOW, 1, seed=2)[0], make_checkpoint(root, SLOW, 2, seed=2)[0]
+
+
+@pytest.fixture(scope="session")
 def dist_ctx():
     """This test process as a model-parallel group of one (gloo)."""
     from model_svc.distributed import init_distributed
@@ -94,7 +103,7 @@ def load(ckpt: Path, args: ModelArgs, max_batch_size: int | None = None):
     )
 
 
-__all__ = ["GQA", "MHA", "VOCAB", "load", "make_checkpoint", "replace"]
+__all__ = ["GQA", "MHA", "SLOW", "VOCAB", "load", "make_checkpoint", "replace"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

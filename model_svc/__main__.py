@@ -1,0 +1,246 @@
+"""torchrun --nproc_per_node N -m model_svc --ckpt-dir DIR --port 50053 --max-seq-len 512 --max-batch-size 8
+
+Every rank loads its shard; rank 0 serves llama.v1.ModelService and plans each engine step, the
+other ranks run the steps rank 0 broadcasts. A plain `python -m model_svc` is a group of one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import torch
+from grpc_health.v1 import health_pb2
+from grpc_health.v1.health import aio as health_aio
+from prometheus_client import CollectorRegistry
+
+from llama.v1 import model_pb2 as pb
+from llama.v1 import model_pb2_grpc
+from llama_grpc.rpc import RpcMetrics
+from llama_grpc.server import (
+    ServerConfig,
+    add_health_and_reflection,
+    add_server_args,
+    bind,
+    grpc_options,
+    setup_logging,
+    start_metrics,
+)
+from model_svc.checkpoint import CheckpointError, load_model
+from model_svc.distributed import DistContext, init_distributed, set_thread_budget, shutdown_distributed
+from model_svc.engine import Engine, EngineConfig
+from model_svc.metrics import EngineMetrics
+from model_svc.model import Transformer
+from model_svc.plan import PlanKind, broadcast_plan, execute
+from model_svc.server import SERVICE_NAME, ModelServicer
+
+logger = logging.getLogger("model_svc")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything the model service is started with."""
+
+    server: ServerConfig
+    ckpt_dir: Path
+    max_seq_len: int
+    max_batch_size: int
+    device: str
+    dtype: str
+    engine: EngineConfig
+    dist_timeout_s: float
+    failure_linger_s: float
+    log_level: str
+
+
+def parse_args(argv: list[str] | None = None) -> ModelConfig:
+    """Flags → ModelConfig."""
+    p = argparse.ArgumentParser(
+        prog="torchrun --nproc_per_node N -m model_svc",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--ckpt-dir", type=Path, required=True, help="params.json + consolidated.NN.pth")
+    p.add_argument("--max-seq-len", type=int, default=512, help="longest prompt + generation (default 512)")
+    p.add_argument("--max-batch-size", type=int, default=8, help="KV-cache rows: prompts decoded at once")
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
+    p.add_argument("--device", choices=["cpu", "cuda"], default=default_device, help=f"default {default_device}")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default=None,
+        help="weights and cache (default float32 on cpu, bfloat16 on cuda)",
+    )
+    p.add_argument("--max-queue", type=int, default=EngineConfig.max_queue, help="requests allowed to wait")
+    p.add_argument(
+        "--max-prefill-tokens",
+        type=int,
+        default=EngineConfig.max_prefill_tokens,
+        help="prompt tokens admitted per engine step",
+    )
+    p.add_argument("--dist-timeout", type=float, default=30.0, help="seconds a collective may wait for a rank")
+    p.add_argument(
+        "--failure-linger",
+        type=float,
+        default=3.0,
+        help="seconds to report NOT_SERVING after the group fails, before exiting non-zero",
+    )
+    add_server_args(p, port=50053, host="127.0.0.1", metrics_port=9093)
+    ns = p.parse_args(argv)
+    dtype = ns.dtype or ("bfloat16" if ns.device == "cuda" else "float32")
+    engine = EngineConfig(max_queue=ns.max_queue, max_prefill_tokens=ns.max_prefill_tokens)
+    return ModelConfig(
+        server=ServerConfig.from_args(ns),
+        ckpt_dir=ns.ckpt_dir,
+        max_seq_len=ns.max_seq_len,
+        max_batch_size=ns.max_batch_size,
+        device=ns.device,
+        dtype=dtype,
+        engine=engine,
+        dist_timeout_s=ns.dist_timeout,
+        failure_linger_s=ns.failure_linger,
+        log_level=ns.log_level,
+    )
+
+
+def engine_info(model: Transformer, cfg: ModelConfig, ctx: DistContext) -> pb.GetEngineInfoResponse:
+    """The static part of GetEngineInfo."""
+    p = model.params
+    n_params = sum(math.prod(t.shape) for t in model.state_dict().values()) * ctx.world_size
+    return pb.GetEngineInfoResponse(
+        max_seq_len=p.max_seq_len,
+        max_batch_size=p.max_batch_size,
+        vocab_size=p.vocab_size,
+        world_size=ctx.world_size,
+        dtype=cfg.dtype,
+        device=ctx.device.type,
+        n_layers=p.n_layers,
+        dim=p.dim,
+        max_queue=cfg.engine.max_queue,
+        n_heads=p.n_heads,
+        n_kv_heads=p.kv_heads,
+        n_params=n_params,
+        model_name=cfg.ckpt_dir.resolve().name,
+    )
+
+
+def follow(model: Transformer, ctx: DistContext) -> int:
+    """Ranks > 0: run the plans rank 0 broadcasts until it says shut down."""
+    # torchrun forwards SIGTERM to every rank; only rank 0 decides when the group stops.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        while True:
+            plan = broadcast_plan(None, ctx.control_group)
+            if plan.kind is PlanKind.SHUTDOWN:
+                return 0
+            if plan.kind is PlanKind.STEP:
+                execute(model, plan, ctx.device)
+    except Exception as e:
+        logger.error("rank %d lost the group: %s: %s", ctx.rank, type(e).__name__, e)
+        return 1
+
+
+async def serve(model: Transformer, cfg: ModelConfig, ctx: DistContext) -> int:
+    """Rank 0: serve gRPC and run the engine until SIGTERM (exit 0) or a group failure (exit 1)."""
+    registry = CollectorRegistry()
+    engine = Engine(model, cfg.engine, ctx, EngineMetrics(registry))
+    server = grpc.aio.server(options=grpc_options(cfg.server))
+    servicer = ModelServicer(engine, RpcMetrics(registry, "model"), engine_info(model, cfg, ctx))
+    model_pb2_grpc.add_ModelServiceServicer_to_server(servicer, server)
+    health = health_aio.HealthServicer()
+    add_health_and_reflection(server, health, [SERVICE_NAME])
+    port = bind(server, cfg.server)
+    await server.start()
+    stop_metrics = start_metrics(cfg.server, registry)
+    thread = threading.Thread(target=engine.run, name="engine", daemon=True)
+    thread.start()
+    for name in ("", SERVICE_NAME):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    logger.info(
+        "model service on %s:%d: %s, %d rank(s), %s on %s, max_seq_len %d, max_batch_size %d",
+        cfg.server.host,
+        port,
+        cfg.ckpt_dir,
+        ctx.world_size,
+        cfg.dtype,
+        ctx.device,
+        cfg.max_seq_len,
+        cfg.max_batch_size,
+    )
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    engine_done = loop.run_in_executor(None, engine.finished.wait)
+    stop_wait = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([engine_done, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+
+    async def not_serving() -> None:
+        for name in ("", SERVICE_NAME):
+            await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    if engine.failure is None:  # SIGTERM: refuse new work, let the running requests finish
+        logger.info("draining for up to %.0f s", cfg.server.grace_s)
+        await not_serving()
+        engine.begin_drain()
+        deadline = loop.time() + cfg.server.grace_s
+        while not engine.idle() and loop.time() < deadline and not engine.finished.is_set():
+            await asyncio.sleep(0.05)
+        engine.stop()
+        await engine_done
+        await server.stop(1.0)
+        stop_metrics()
+        return 0 if engine.failure is None else 1
+    await not_serving()
+    # Linger even if torchrun already sent SIGTERM (it allows --shutdown-timeout, 30 s): callers
+    # and health checks see UNAVAILABLE / NOT_SERVING rather than a refused connection.
+    logger.error("the model group failed; NOT_SERVING for %.0f s, then exiting", cfg.failure_linger_s)
+    await asyncio.sleep(cfg.failure_linger_s)
+    await server.stop(0.5)
+    stop_metrics()
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Join the group, load this rank's shard, then serve (rank 0) or follow (the others)."""
+    cfg = parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    setup_logging(cfg.log_level if rank == 0 else "WARNING")  # only rank 0 logs at INFO
+    try:
+        ctx = init_distributed(cfg.device, cfg.dist_timeout_s)
+        threads = set_thread_budget(ctx.local_world_size)
+        logger.info("rank %d: %d torch threads", ctx.rank, threads)
+        model = load_model(
+            cfg.ckpt_dir,
+            max_seq_len=cfg.max_seq_len,
+            max_batch_size=cfg.max_batch_size,
+            device=ctx.device,
+            dtype_name=cfg.dtype,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+    except (CheckpointError, RuntimeError) as e:
+        logger.error("cannot start: %s", e)
+        return 2
+    code = asyncio.run(serve(model, cfg, ctx)) if ctx.rank == 0 else follow(model, ctx)
+    if code == 0:
+        shutdown_distributed()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # After a failure the group's state is unknown: leave without waiting on dead peers.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
