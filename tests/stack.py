@@ -52,3 +52,29 @@ def rank_pids(svc: Service) -> list[int]:
     """The worker processes torchrun started for svc, rank 0 first (torchrun starts them in rank order)."""
     out = subprocess.run(["pgrep", "-P", str(svc.proc.pid)], capture_output=True, text=True, check=True).stdout
     return sorted(int(p) for p in out.split())
+
+
+def gateway_service(tokenizer_addr: str, model_addrs: str, *args: str, metrics: bool = True) -> Service:
+    """python -m gateway in front of the given services; waits until SERVING (downstream up)."""
+    port, metrics_port = free_port(), free_port() if metrics else 0
+    svc = Service(
+        "gateway",
+        python_module(
+            "gateway",
+            "--tokenizer-addr",
+            tokenizer_addr,
+            "--model-addr",
+            model_addrs,
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(metrics_port),
+            *args,
+        ),
+        port,
+        metrics_port=metrics_port,
+    )
+    svc.wait_healthy(120)
+    return svc

@@ -1,0 +1,1 @@
+"""The gateway: llama.v1.GatewayService, text and chat completion through the tokenizer and model services."""
