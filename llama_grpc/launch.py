@@ -47,10 +47,14 @@ class Service:
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
         metrics_port: int = 0,
+        lead_child: bool = False,
     ) -> None:
         self.name = name
         self.port = port
         self.metrics_port = metrics_port
+        # torchrun: stop the group through rank 0 (its first child), which drains and then tells the
+        # other ranks to exit, so every process and torchrun itself exit 0.
+        self.lead_child = lead_child
         self.address = f"127.0.0.1:{port}"
         self.log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=log_dir)[1])
         self._log = self.log_path.open("wb")
@@ -80,9 +84,22 @@ class Service:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
 
+    def children(self) -> list[int]:
+        """The service's child processes, oldest first (torchrun's ranks, in rank order)."""
+        pids: set[int] = set()
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):  # any of its threads may be the parent
+            with contextlib.suppress(OSError):
+                pids.update(int(p) for p in (task / "children").read_text().split())
+        return sorted(pids)
+
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM, wait, and SIGKILL the whole process group if it does not go; return the exit code."""
-        self.signal(signal.SIGTERM)
+        kids = self.children() if self.lead_child else []
+        if kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kids[0], signal.SIGTERM)
+        else:
+            self.signal(signal.SIGTERM)
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -128,7 +128,8 @@ def check_divisible(args: ModelArgs, world_size: int) -> None:
 
 
 @contextlib.contextmanager
-def _skip_fairscale_init() -> Iterator[None]:
+def skip_fairscale_init() -> Iterator[None]:
+    """Build fairscale layers without initialising their weights (they are loaded or set after)."""
     # fairscale builds each full weight on every rank just to initialise it; the checkpoint's
     # tensors replace them, so leave the allocations untouched (no resident memory).
     saved = fs_layers._initialize_affine_weight
@@ -201,7 +202,7 @@ def load_model(
     check_divisible(args, world_size)
     for key in _IGNORED_KEYS:
         state.pop(key, None)
-    with _skip_fairscale_init():
+    with skip_fairscale_init():
         model = Transformer(args)
     _check_shapes(shards[rank], state, model)
     # Converted one tensor at a time, so a dtype or device change never holds the shard twice.

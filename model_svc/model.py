@@ -131,15 +131,21 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         freqs_cis: torch.Tensor,
-        place: Placement,
+        place: Placement | None,
     ) -> torch.Tensor:
-        """x: (bsz, seqlen, dim) at the cache coordinates of place."""
-        assert self.cache_k is not None and self.cache_v is not None, "call setup_caches first"
+        """x: (bsz, seqlen, dim) at the cache coordinates of place; None: no cache, causal (training)."""
         bsz, seqlen, _ = x.shape
         xq = self.wq(x).view(bsz, seqlen, self.n_local_heads, self.head_dim)
         xk = self.wk(x).view(bsz, seqlen, self.n_local_kv_heads, self.head_dim)
         xv = self.wv(x).view(bsz, seqlen, self.n_local_kv_heads, self.head_dim)
         xq, xk = apply_rotary_emb(xq, xk, freqs_cis)
+        gqa = self.n_local_kv_heads != self.n_local_heads
+        if place is None:
+            out = F.scaled_dot_product_attention(
+                xq.transpose(1, 2), xk.transpose(1, 2), xv.transpose(1, 2), is_causal=True, enable_gqa=gqa
+            )
+            return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, -1))
+        assert self.cache_k is not None and self.cache_v is not None, "call setup_caches first"
 
         # Indexed (slots, :, positions) the cache takes (bsz, seqlen, kv_heads, head_dim) values.
         self.cache_k[place.rows, :, place.positions] = xk
@@ -153,7 +159,7 @@ class Attention(nn.Module):
             keys,
             values,
             attn_mask=place.mask,  # (bsz, 1, seqlen, kv_len)
-            enable_gqa=self.n_local_kv_heads != self.n_local_heads,
+            enable_gqa=gqa,
         )
         return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, -1))
 
@@ -185,7 +191,7 @@ class TransformerBlock(nn.Module):
         self,
         x: torch.Tensor,
         freqs_cis: torch.Tensor,
-        place: Placement,
+        place: Placement | None,
     ) -> torch.Tensor:
         h = x + self.attention(self.attention_norm(x), freqs_cis, place)
         return h + self.feed_forward(self.ffn_norm(h))
@@ -258,3 +264,12 @@ class Transformer(nn.Module):
         if logits_at is not None:
             h = h[torch.arange(bsz, device=device), torch.tensor(list(logits_at), device=device)]
         return self.output(h).float()
+
+    def forward_train(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (bsz, seqlen, vocab) for whole sequences from position 0, without the KV cache."""
+        assert self.freqs_cis is not None, "call setup_caches first"
+        h = self.tok_embeddings(tokens)
+        freqs_cis = self.freqs_cis[: tokens.shape[1]].expand(tokens.shape[0], -1, -1)
+        for layer in self.layers:
+            h = layer(h, freqs_cis, None)
+        return self.output(self.norm(h)).float()

@@ -113,3 +113,33 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped and exitstatus == 0:
         session.exitstatus = 1
         reporter.write_line(f"FAILED: {len(skipped)} test(s) were skipped; skipped tests do not count as passing")
+
+
+class LiveStack:
+    """The addresses of a running stack: the one $LLAMA_GRPC_GATEWAY names, or one started here."""
+
+    def __init__(self, gateway: str, metrics: dict[str, str | None]) -> None:
+        self.gateway = gateway
+        self.metrics = metrics  # service name → /metrics URL
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory: pytest.TempPathFactory, tokenizer_path: Path):
+    """A whole stack to test as users meet it; compose runs these tests against its own stack."""
+    import os
+
+    if os.environ.get("LLAMA_GRPC_GATEWAY"):
+        yield LiveStack(
+            os.environ["LLAMA_GRPC_GATEWAY"],
+            {name: os.environ.get(f"LLAMA_GRPC_{name.upper()}_METRICS") for name in ("gateway", "model", "tokenizer")},
+        )
+        return
+    from tests.stack import gateway_service, model_service, tokenizer_service
+
+    ckpt, _ = make_checkpoint(tmp_path_factory.mktemp("live"), SLOW, 1, seed=3)
+    tok = tokenizer_service(tokenizer_path, "--system-prompt", "You are a helpful assistant.", metrics=True)
+    model = model_service(ckpt, 1, "--max-seq-len", "512", "--max-batch-size", "8")
+    gw = gateway_service(tok.address, model.address)
+    yield LiveStack(gw.address, {s.name: f"http://127.0.0.1:{s.metrics_port}/metrics" for s in (gw, model, tok)})
+    for svc in (gw, model, tok):
+        svc.stop()

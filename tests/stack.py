@@ -2,56 +2,36 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from llama_grpc.launch import Service, free_port, python_module
+from llama_grpc.stack import model_command
 
 
 def model_service(ckpt: Path, nproc: int = 1, *args: str, name: str = "model", metrics: bool = True) -> Service:
     """torchrun --nproc_per_node nproc -m model_svc on ckpt; waits until SERVING."""
     port, metrics_port = free_port(), free_port() if metrics else 0
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        str(nproc),
-        "-m",
-        "model_svc",
-        "--ckpt-dir",
-        str(ckpt),
-        "--port",
-        str(port),
-        "--metrics-port",
-        str(metrics_port),
-        *args,
-    ]
-    svc = Service(name, cmd, port, metrics_port=metrics_port)
+    svc = Service(
+        name, model_command(ckpt, nproc, port, metrics_port, *args), port, metrics_port=metrics_port, lead_child=True
+    )
     svc.wait_healthy(180)
     return svc
 
 
-def tokenizer_service(tokenizer_path: Path, *args: str) -> Service:
+def tokenizer_service(tokenizer_path: Path, *args: str, metrics: bool = False) -> Service:
     """python -m tokenizer_svc on tokenizer_path; waits until SERVING."""
-    port = free_port()
-    svc = Service(
-        "tokenizer",
-        python_module(
-            "tokenizer_svc", "--tokenizer-path", str(tokenizer_path), "--port", str(port), "--metrics-port", "0", *args
-        ),
-        port,
+    port, metrics_port = free_port(), free_port() if metrics else 0
+    cmd = python_module(
+        "tokenizer_svc", f"--tokenizer-path={tokenizer_path}", f"--port={port}", f"--metrics-port={metrics_port}", *args
     )
+    svc = Service("tokenizer", cmd, port, metrics_port=metrics_port)
     svc.wait_healthy(60)
     return svc
 
 
 def rank_pids(svc: Service) -> list[int]:
     """The worker processes torchrun started for svc, rank 0 first (torchrun starts them in rank order)."""
-    out = subprocess.run(["pgrep", "-P", str(svc.proc.pid)], capture_output=True, text=True, check=True).stdout
-    return sorted(int(p) for p in out.split())
+    return svc.children()
 
 
 def gateway_service(tokenizer_addr: str, model_addrs: str, *args: str, metrics: bool = True) -> Service:

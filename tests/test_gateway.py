@@ -28,7 +28,7 @@ MAX_SEQ_LEN = 512
 @pytest.fixture(scope="module")
 def stack(tokenizer_path, slow_ckpt):
     """Tokenizer, model (1 rank, the SLOW weights) and gateway."""
-    tok = tokenizer_service(tokenizer_path, "--metrics-port", "0")
+    tok = tokenizer_service(tokenizer_path)
     model = model_service(slow_ckpt[0], 1, "--max-seq-len", str(MAX_SEQ_LEN), "--max-batch-size", "16")
     gw = gateway_service(tok.address, model.address)
     yield tok, model, gw

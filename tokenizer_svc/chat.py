@@ -80,7 +80,8 @@ def render_dialog(dialog: Sequence[Message], system_prompt: str | None) -> list[
         (f"{B_INST} {prompt.content.strip()} {E_INST} {answer.content.strip()} ", True)
         for prompt, answer in zip(msgs[::2], msgs[1::2], strict=False)
     ]
-    parts.append((f"{B_INST} {msgs[-1].content.strip()} {E_INST}", False))
+    if len(msgs) % 2:  # a prompt ends with the user's turn; a finished conversation (training) does not
+        parts.append((f"{B_INST} {msgs[-1].content.strip()} {E_INST}", False))
     return parts
 
 

@@ -1,0 +1,1 @@
+"""The embedded demo model: a tokenizer and a small Llama trained here on a corpus made here."""
