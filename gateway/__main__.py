@@ -20,8 +20,8 @@ from gateway.core import GatewayCore, Limits
 from gateway.downstream import Downstream, DownstreamConfig, parse_model_addrs
 from gateway.metrics import GatewayMetrics
 from gateway.server import SERVICE_NAME, GatewayServicer, watch_health
-from llama.v1 import gateway_pb2_grpc
-from llama_grpc.rpc import RpcMetrics
+from llama.v1 import gateway_pb2
+from llama_grpc.rpc import RpcTracker, add_servicer
 from llama_grpc.server import (
     ServerConfig,
     add_health_and_reflection,
@@ -93,8 +93,9 @@ async def serve(cfg: GatewayConfig) -> int:
     core = GatewayCore(downstream, cfg.limits, GatewayMetrics(registry))
     interceptors = [ApiKeyInterceptor(cfg.api_keys)] if cfg.api_keys else []
     server = grpc.aio.server(options=grpc_options(cfg.server), interceptors=interceptors)
-    servicer = GatewayServicer(core, RpcMetrics(registry, "gateway"))
-    gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
+    tracker = RpcTracker(registry, "gateway")
+    servicer = GatewayServicer(core, tracker)
+    add_servicer(server, servicer, gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"])
     health = health_aio.HealthServicer()
     add_health_and_reflection(server, health, [SERVICE_NAME])
     port = bind(server, cfg.server)
@@ -121,7 +122,11 @@ async def serve(cfg: GatewayConfig) -> int:
         await watcher
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    await server.stop(cfg.server.grace_s)
+    tracker.drain()  # new calls get UNAVAILABLE; the ones in flight finish
+    deadline = loop.time() + cfg.server.grace_s
+    while not tracker.idle() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    await server.stop(1.0)
     await downstream.close()
     stop_metrics()
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +32,17 @@ def _deny(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler
     async def abort(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    async def abort_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def abort_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
         yield  # pragma: no cover - makes this an async generator
 
     kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(abort_stream, **kw)
-    if handler.stream_stream:
-        return grpc.stream_stream_rpc_method_handler(lambda it, ctx: abort_stream(None, ctx), **kw)
+    if handler.stream_stream:  # server reflection
+        return grpc.stream_stream_rpc_method_handler(abort_stream, **kw)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(lambda it, ctx: abort(None, ctx), **kw)
+        return grpc.stream_unary_rpc_method_handler(abort, **kw)
     return grpc.unary_unary_rpc_method_handler(abort, **kw)
 
 

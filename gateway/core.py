@@ -103,6 +103,14 @@ class GatewayCore:
             )
         return info.max_seq_len, max_gen_len
 
+    async def _check_sizes(self, fields: Sequence[tuple[str, str]], remaining: float | None) -> None:
+        """Texts over the tokenizer service's byte limit, named by their field here."""
+        limit = (await self.downstream.tokenizer_info(remaining)).max_text_bytes
+        for name, text in fields:
+            size = len(text.encode("utf-8", errors="surrogatepass"))
+            if limit and size > limit:
+                raise InvalidArgument(f"{name}: {size} bytes, at most {limit} (the tokenizer's --max-text-bytes)")
+
     async def complete_text(
         self, prompts: Sequence[str], s: Sampling, remaining: float | None
     ) -> AsyncIterator[RowUpdate]:
@@ -110,6 +118,7 @@ class GatewayCore:
         started = time.perf_counter()
         check_sampling(s, self.limits)
         max_seq_len, max_gen_len = await self._limits("prompts", len(prompts), s, remaining)
+        await self._check_sizes([(f"prompts[{i}]", p) for i, p in enumerate(prompts)], remaining)
         await self.downstream.tokenizer_ready(remaining)
         resp = await self.downstream.tokenizer_stub.Encode(
             tokenizer_pb2.EncodeRequest(texts=list(prompts), bos=True), timeout=self.downstream.timeout(remaining)
@@ -125,6 +134,12 @@ class GatewayCore:
         started = time.perf_counter()
         check_sampling(s, self.limits)
         max_seq_len, max_gen_len = await self._limits("dialogs", len(dialogs), s, remaining)
+        contents = [
+            (f"dialogs[{i}].messages[{j}].content", m.content)
+            for i, d in enumerate(dialogs)
+            for j, m in enumerate(d.messages)
+        ]
+        await self._check_sizes(contents, remaining)
         await self.downstream.tokenizer_ready(remaining)
         resp = await self.downstream.tokenizer_stub.EncodeDialogs(
             tokenizer_pb2.EncodeDialogsRequest(dialogs=list(dialogs)), timeout=self.downstream.timeout(remaining)
@@ -177,6 +192,9 @@ class GatewayCore:
                     self.metrics.prompt_tokens.inc(item.prompt_tokens)
                     self.metrics.generated_tokens.inc(item.generated_tokens)
                 yield item
+            # Every row has its last event: let each model call end by itself (the model closes it
+            # right after), rather than cancel it and have the model count a finished row CANCELLED.
+            await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             for t in tasks:
                 t.cancel()
@@ -235,6 +253,7 @@ class GatewayCore:
         out: asyncio.Queue[RowUpdate | BaseException],
     ) -> None:
         call = replica.stub.StreamGenerate(request, timeout=self.downstream.timeout(remaining))
+        finished = False
         try:
             first = True
             async for ev in call:
@@ -250,7 +269,9 @@ class GatewayCore:
                 update = RowUpdate(index, delta.text, delta.pieces, delta.logprobs, finish, prompt_len, generated)
                 if finish or update.text or update.pieces:
                     await out.put(update)
-                if finish:
+                if delta.stopped:
                     return
+                finished = finish != types_pb2.FINISH_REASON_UNSPECIFIED  # the model ends the call next
         finally:
-            call.cancel()  # a stop string ended the row, or the caller is gone: free the model row
+            if not finished:
+                call.cancel()  # a stop string ended the row, or the caller is gone: free the model row

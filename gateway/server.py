@@ -15,7 +15,7 @@ from gateway.core import GatewayCore, RowUpdate, Sampling
 from gateway.downstream import Downstream
 from llama.v1 import gateway_pb2 as pb
 from llama.v1 import gateway_pb2_grpc, types_pb2
-from llama_grpc.rpc import RpcMetrics, rpc
+from llama_grpc.rpc import RpcTracker, rpc
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,9 @@ async def gather(n: int, updates: AsyncIterator[RowUpdate]) -> list[RowUpdate]:
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     """llama.v1.GatewayService over a GatewayCore."""
 
-    def __init__(self, core: GatewayCore, metrics: RpcMetrics) -> None:
+    def __init__(self, core: GatewayCore, tracker: RpcTracker) -> None:
         self.core = core
-        self.metrics = metrics
+        self.tracker = tracker
 
     @rpc
     async def TextCompletion(

@@ -11,11 +11,15 @@ import asyncio
 import functools
 import inspect
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from llama_grpc.errors import InvalidArgument, ResourceExhausted, ServiceError, Unauthenticated, Unavailable
@@ -39,8 +43,8 @@ def status_of(error: ServiceError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-class RpcMetrics:
-    """Request counts by method and status code, latencies, and RPCs in flight."""
+class RpcTracker:
+    """Every RPC's bookkeeping: counts by method and status code, latencies, RPCs in flight, draining."""
 
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self.service = service
@@ -58,17 +62,43 @@ class RpcMetrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
         self.in_flight = Gauge("llama_rpc_in_flight", "RPCs being handled", ["service", "method"], registry=registry)
+        self._lock = threading.Lock()
+        self._active = 0
+        self.draining = False
+
+    def begin(self, method: str) -> None:
+        """An RPC starts; while draining it is refused with UNAVAILABLE."""
+        if self.draining:
+            raise Unavailable(f"the {self.service} service is shutting down; retry on another instance")
+        with self._lock:
+            self._active += 1
+        self.in_flight.labels(self.service, method).inc()
+
+    def end(self, method: str) -> None:
+        """An RPC that began has ended."""
+        with self._lock:
+            self._active -= 1
+        self.in_flight.labels(self.service, method).dec()
 
     def record(self, method: str, code: grpc.StatusCode, started: float) -> None:
         """Count one finished RPC."""
         self.requests.labels(self.service, method, code.name).inc()
         self.duration.labels(self.service, method).observe(time.perf_counter() - started)
 
+    def drain(self) -> None:
+        """Refuse new RPCs from now on; those in flight go on."""
+        self.draining = True
 
-class HasMetrics(Protocol):
-    """A servicer with RpcMetrics."""
+    def idle(self) -> bool:
+        """No RPC in flight."""
+        with self._lock:
+            return self._active == 0
 
-    metrics: RpcMetrics
+
+class HasTracker(Protocol):
+    """A servicer with an RpcTracker."""
+
+    tracker: RpcTracker
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -91,17 +121,22 @@ def _classify(error: BaseException, context: Any, method: str) -> tuple[grpc.Sta
 
 
 class _Tracked:
-    """Counts one RPC in flight, then records its status code and duration."""
+    """One RPC: begun (refused while draining), then ended with its status code and duration."""
 
-    def __init__(self, metrics: RpcMetrics, method: str) -> None:
-        self.metrics, self.method = metrics, method
+    def __init__(self, tracker: RpcTracker, method: str) -> None:
+        self.tracker, self.method = tracker, method
         self.code = grpc.StatusCode.OK
         self.started = time.perf_counter()
-        metrics.in_flight.labels(metrics.service, method).inc()
+        self.begun = False
+
+    def begin(self) -> None:
+        self.tracker.begin(self.method)
+        self.begun = True
 
     def done(self) -> None:
-        self.metrics.in_flight.labels(self.metrics.service, self.method).dec()
-        self.metrics.record(self.method, self.code, self.started)
+        if self.begun:
+            self.tracker.end(self.method)
+        self.tracker.record(self.method, self.code, self.started)
 
 
 def rpc(fn: F) -> F:
@@ -111,9 +146,10 @@ def rpc(fn: F) -> F:
     if inspect.isasyncgenfunction(fn):
 
         @functools.wraps(fn)
-        async def stream(self: HasMetrics, request: Any, context: Any) -> AsyncIterator[Any]:
-            tracked = _Tracked(self.metrics, method)
+        async def stream(self: HasTracker, request: Any, context: Any) -> AsyncIterator[Any]:
+            tracked = _Tracked(self.tracker, method)
             try:
+                tracked.begin()
                 async for item in fn(self, request, context):
                     yield item
             except BaseException as e:
@@ -129,9 +165,10 @@ def rpc(fn: F) -> F:
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
-        async def unary_async(self: HasMetrics, request: Any, context: Any) -> Any:
-            tracked = _Tracked(self.metrics, method)
+        async def unary_async(self: HasTracker, request: Any, context: Any) -> Any:
+            tracked = _Tracked(self.tracker, method)
             try:
+                tracked.begin()
                 return await fn(self, request, context)
             except BaseException as e:
                 tracked.code, message = _classify(e, context, method)
@@ -144,9 +181,10 @@ def rpc(fn: F) -> F:
         return unary_async  # type: ignore[return-value]
 
     @functools.wraps(fn)
-    def unary(self: HasMetrics, request: Any, context: Any) -> Any:
-        tracked = _Tracked(self.metrics, method)
+    def unary(self: HasTracker, request: Any, context: Any) -> Any:
+        tracked = _Tracked(self.tracker, method)
         try:
+            tracked.begin()
             return fn(self, request, context)
         except Exception as e:
             tracked.code, message = _classify(e, context, method)
@@ -157,3 +195,65 @@ def rpc(fn: F) -> F:
             tracked.done()
 
     return unary  # type: ignore[return-value]
+
+
+def _parse(request_cls: type[Message], raw: bytes) -> Message | None:
+    try:
+        return request_cls.FromString(raw)
+    except DecodeError:
+        return None
+
+
+def _bad_message(request_cls: type[Message]) -> str:
+    return f"request is not a valid {request_cls.DESCRIPTOR.full_name} message (protobuf parse error)"
+
+
+def _handler(servicer: Any, method: MethodDescriptor) -> grpc.RpcMethodHandler:
+    """A method handler that parses the request bytes itself (see add_servicer)."""
+    request_cls = message_factory.GetMessageClass(method.input_type)
+    response_cls = message_factory.GetMessageClass(method.output_type)
+    fn = getattr(servicer, method.name)
+    tracker: RpcTracker = servicer.tracker
+
+    def rejected() -> str:
+        tracker.record(method.name, grpc.StatusCode.INVALID_ARGUMENT, time.perf_counter())
+        return _bad_message(request_cls)
+
+    if method.server_streaming:
+
+        async def stream(raw: bytes, context: Any) -> AsyncIterator[Any]:
+            request = _parse(request_cls, raw)
+            if request is None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, rejected())
+            async for item in fn(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(stream, response_serializer=response_cls.SerializeToString)
+
+    if inspect.iscoroutinefunction(fn):
+
+        async def unary_async(raw: bytes, context: Any) -> Any:
+            request = _parse(request_cls, raw)
+            if request is None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, rejected())
+            return await fn(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_async, response_serializer=response_cls.SerializeToString)
+
+    def unary(raw: bytes, context: Any) -> Any:
+        request = _parse(request_cls, raw)
+        if request is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, rejected())
+        return fn(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(unary, response_serializer=response_cls.SerializeToString)
+
+
+def add_servicer(server: grpc.Server | grpc.aio.Server, servicer: HasTracker, service: ServiceDescriptor) -> None:
+    """Register servicer's RPCs of service, parsing each request here.
+
+    The generated add_*_to_server lets grpc deserialize requests, and grpc answers bytes that do
+    not parse with INTERNAL; parsed here, they are the client's mistake: INVALID_ARGUMENT.
+    """
+    handlers = {m.name: _handler(servicer, m) for m in service.methods}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

@@ -42,9 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def model_command(ckpt_dir: Path, nproc: int, port: int, metrics_port: int, *extra: str) -> list[str]:
+def model_command(
+    ckpt_dir: Path, nproc: int, port: int, metrics_port: int, *extra: str, max_restarts: int = 0
+) -> list[str]:
     """torchrun --nproc_per_node nproc -m model_svc ..., as this Python runs it."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    torchrun += [f"--max-restarts={max_restarts}"] if max_restarts else []
     flags = [f"--ckpt-dir={ckpt_dir}", f"--port={port}", f"--metrics-port={metrics_port}", *extra]
     return [*torchrun, "-m", "model_svc", *flags]
 

@@ -24,8 +24,7 @@ from grpc_health.v1.health import aio as health_aio
 from prometheus_client import CollectorRegistry
 
 from llama.v1 import model_pb2 as pb
-from llama.v1 import model_pb2_grpc
-from llama_grpc.rpc import RpcMetrics
+from llama_grpc.rpc import RpcTracker, add_servicer
 from llama_grpc.server import (
     ServerConfig,
     add_health_and_reflection,
@@ -155,8 +154,9 @@ async def serve(model: Transformer, cfg: ModelConfig, ctx: DistContext) -> int:
     registry = CollectorRegistry()
     engine = Engine(model, cfg.engine, ctx, EngineMetrics(registry))
     server = grpc.aio.server(options=grpc_options(cfg.server))
-    servicer = ModelServicer(engine, RpcMetrics(registry, "model"), engine_info(model, cfg, ctx))
-    model_pb2_grpc.add_ModelServiceServicer_to_server(servicer, server)
+    tracker = RpcTracker(registry, "model")
+    servicer = ModelServicer(engine, tracker, engine_info(model, cfg, ctx))
+    add_servicer(server, servicer, pb.DESCRIPTOR.services_by_name["ModelService"])
     health = health_aio.HealthServicer()
     add_health_and_reflection(server, health, [SERVICE_NAME])
     port = bind(server, cfg.server)
@@ -194,8 +194,9 @@ async def serve(model: Transformer, cfg: ModelConfig, ctx: DistContext) -> int:
         logger.info("draining for up to %.0f s", cfg.server.grace_s)
         await not_serving()
         engine.begin_drain()
+        tracker.drain()
         deadline = loop.time() + cfg.server.grace_s
-        while not engine.idle() and loop.time() < deadline and not engine.finished.is_set():
+        while not (engine.idle() and tracker.idle()) and loop.time() < deadline and not engine.finished.is_set():
             await asyncio.sleep(0.05)
         engine.stop()
         await engine_done

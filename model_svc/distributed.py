@@ -43,6 +43,26 @@ def _torchrun_env() -> tuple[int, int, int, int]:
     )
 
 
+def _attempt_store(rank: int, world_size: int, timeout: timedelta) -> dist.Store:
+    """torchrun's store, under a prefix of its own for each restart of the group.
+
+    torchrun (--max-restarts) shares one TCPStore across restarts; without a prefix, a restarted
+    group can read the gloo addresses its dead predecessors published and fail to connect
+    (pytorch/pytorch#135712). Every rank of an attempt sees the same TORCHELASTIC_RESTART_COUNT.
+    """
+    env = os.environ
+    agent_hosts_it = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        env["MASTER_ADDR"],
+        int(env["MASTER_PORT"]),
+        world_size,
+        is_master=not agent_hosts_it and rank == 0,
+        timeout=timeout,
+        multi_tenant=not agent_hosts_it,
+    )
+    return dist.PrefixStore(f"/llama-grpc/attempt_{env.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+
+
 def init_distributed(device_type: str, timeout_s: float = 60.0) -> DistContext:
     """Join (or, outside torchrun, create) the process group and fairscale's model-parallel group."""
     rank, world_size, local_rank, local_world_size = _torchrun_env()
@@ -57,7 +77,8 @@ def init_distributed(device_type: str, timeout_s: float = 60.0) -> DistContext:
     timeout = timedelta(seconds=timeout_s)
     if not dist.is_initialized():
         if "MASTER_ADDR" in os.environ:
-            dist.init_process_group(backend, timeout=timeout)
+            store = _attempt_store(rank, world_size, timeout)
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
         else:
             # A single process without torchrun: an in-memory store is all a group of one needs.
             dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)

@@ -12,7 +12,7 @@ import grpc
 from llama.v1 import model_pb2 as pb
 from llama.v1 import model_pb2_grpc, types_pb2
 from llama_grpc.errors import ServiceError
-from llama_grpc.rpc import RpcMetrics, rpc
+from llama_grpc.rpc import RpcTracker, rpc
 from model_svc.engine import Engine, Event, GenerateParams
 from model_svc.generation import Finish
 
@@ -44,9 +44,9 @@ def params_from_proto(request: pb.GenerateRequest | pb.StreamGenerateRequest) ->
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     """llama.v1.ModelService over an Engine."""
 
-    def __init__(self, engine: Engine, metrics: RpcMetrics, info: pb.GetEngineInfoResponse) -> None:
+    def __init__(self, engine: Engine, tracker: RpcTracker, info: pb.GetEngineInfoResponse) -> None:
         self.engine = engine
-        self.metrics = metrics
+        self.tracker = tracker
         self.info = info  # the static part of GetEngineInfo
 
     async def _events(self, params: GenerateParams) -> AsyncIterator[Event]:

@@ -8,12 +8,13 @@ from llama_grpc.launch import Service, free_port, python_module
 from llama_grpc.stack import model_command
 
 
-def model_service(ckpt: Path, nproc: int = 1, *args: str, name: str = "model", metrics: bool = True) -> Service:
+def model_service(
+    ckpt: Path, nproc: int = 1, *args: str, name: str = "model", metrics: bool = True, max_restarts: int = 0
+) -> Service:
     """torchrun --nproc_per_node nproc -m model_svc on ckpt; waits until SERVING."""
     port, metrics_port = free_port(), free_port() if metrics else 0
-    svc = Service(
-        name, model_command(ckpt, nproc, port, metrics_port, *args), port, metrics_port=metrics_port, lead_child=True
-    )
+    cmd = model_command(ckpt, nproc, port, metrics_port, *args, max_restarts=max_restarts)
+    svc = Service(name, cmd, port, metrics_port=metrics_port, lead_child=True)
     svc.wait_healthy(180)
     return svc
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     registry = CollectorRegistry()
     core = TokenizerCore(tokenizer, cfg.limits, cfg.system_prompt)
-    server, port, health_servicer = build_server(core, cfg.server, registry, cfg.workers)
+    server, port, health_servicer, tracker = build_server(core, cfg.server, registry, cfg.workers)
     stop_metrics = start_metrics(cfg.server, registry)
     logger.info(
         "tokenizer service on %s:%d (vocabulary %d, %s)",
@@ -83,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     stopping.wait()
     logger.info("stopping: draining for up to %.0f s", cfg.server.grace_s)
     health_servicer.enter_graceful_shutdown()
-    server.stop(cfg.server.grace_s).wait()
+    tracker.drain()  # new calls get UNAVAILABLE; the ones in flight finish
+    deadline = time.monotonic() + cfg.server.grace_s
+    while not tracker.idle() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.stop(1.0).wait()
     stop_metrics()
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     return 0

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from llama.v1 import tokenizer_pb2 as pb
 from llama.v1 import tokenizer_pb2_grpc, types_pb2
-from llama_grpc.rpc import RpcMetrics, rpc
+from llama_grpc.rpc import RpcTracker, add_servicer, rpc
 from llama_grpc.server import ServerConfig, add_health_and_reflection, bind, grpc_options
 from tokenizer_svc.chat import Message
 from tokenizer_svc.core import TokenizerCore
@@ -41,9 +41,9 @@ def dialogs_from_proto(dialogs: Sequence[types_pb2.Dialog]) -> list[list[Message
 class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
     """llama.v1.TokenizerService over a TokenizerCore."""
 
-    def __init__(self, core: TokenizerCore, metrics: RpcMetrics) -> None:
+    def __init__(self, core: TokenizerCore, tracker: RpcTracker) -> None:
         self.core = core
-        self.metrics = metrics
+        self.tracker = tracker
 
     @rpc
     def Encode(self, request: pb.EncodeRequest, context: grpc.ServicerContext) -> pb.EncodeResponse:
@@ -89,15 +89,14 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
 
 
 def build_server(core: TokenizerCore, cfg: ServerConfig, registry: CollectorRegistry, workers: int) -> Any:
-    """A started gRPC server for core with health SERVING; returns (server, bound port, health)."""
+    """A started gRPC server for core with health SERVING; returns (server, bound port, health, tracker)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=grpc_options(cfg))
-    tokenizer_pb2_grpc.add_TokenizerServiceServicer_to_server(
-        TokenizerServicer(core, RpcMetrics(registry, "tokenizer")), server
-    )
+    servicer = TokenizerServicer(core, RpcTracker(registry, "tokenizer"))
+    add_servicer(server, servicer, pb.DESCRIPTOR.services_by_name["TokenizerService"])
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     add_health_and_reflection(server, health_servicer, [SERVICE_NAME])
     port = bind(server, cfg)
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, port, health_servicer
+    return server, port, health_servicer, servicer.tracker
