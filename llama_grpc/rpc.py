@@ -33,6 +33,7 @@ STATUS_OF: dict[type[ServiceError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
 }
 INTERNAL_MESSAGE = "internal error; the service logged the details"
+QUIET_S = 0.25  # a draining server stops once no RPC has been in flight for this long
 
 
 def status_of(error: ServiceError) -> grpc.StatusCode:
@@ -64,6 +65,7 @@ class RpcTracker:
         self.in_flight = Gauge("llama_rpc_in_flight", "RPCs being handled", ["service", "method"], registry=registry)
         self._lock = threading.Lock()
         self._active = 0
+        self._idle_since: float | None = None
         self.draining = False
 
     def begin(self, method: str) -> None:
@@ -86,13 +88,27 @@ class RpcTracker:
         self.duration.labels(self.service, method).observe(time.perf_counter() - started)
 
     def drain(self) -> None:
-        """Refuse new RPCs from now on; those in flight go on."""
+        """Refuse new RPCs from now on; those in flight go on.
+
+        Wait until settled() before stopping the server: callers that arrive in the meantime get
+        UNAVAILABLE from here (and retry elsewhere) instead of the transport's CANCELLED at stop.
+        """
         self.draining = True
 
     def idle(self) -> bool:
         """No RPC in flight."""
         with self._lock:
             return self._active == 0
+
+    def settled(self, quiet_s: float) -> bool:
+        """Idle for the last quiet_s seconds (call repeatedly while draining)."""
+        now = time.monotonic()
+        if not self.idle():
+            self._idle_since = None
+            return False
+        if self._idle_since is None:
+            self._idle_since = now
+        return now - self._idle_since >= quiet_s
 
 
 class HasTracker(Protocol):

@@ -24,7 +24,7 @@ from grpc_health.v1.health import aio as health_aio
 from prometheus_client import CollectorRegistry
 
 from llama.v1 import model_pb2 as pb
-from llama_grpc.rpc import RpcTracker, add_servicer
+from llama_grpc.rpc import QUIET_S, RpcTracker, add_servicer
 from llama_grpc.server import (
     ServerConfig,
     add_health_and_reflection,
@@ -196,7 +196,9 @@ async def serve(model: Transformer, cfg: ModelConfig, ctx: DistContext) -> int:
         engine.begin_drain()
         tracker.drain()
         deadline = loop.time() + cfg.server.grace_s
-        while not (engine.idle() and tracker.idle()) and loop.time() < deadline and not engine.finished.is_set():
+        while loop.time() < deadline and not engine.finished.is_set():
+            if engine.idle() and tracker.settled(QUIET_S):
+                break
             await asyncio.sleep(0.05)
         engine.stop()
         await engine_done

@@ -13,6 +13,7 @@ from pathlib import Path
 from grpc_health.v1 import health_pb2
 from prometheus_client import CollectorRegistry
 
+from llama_grpc.rpc import QUIET_S
 from llama_grpc.server import ServerConfig, add_server_args, setup_logging, start_metrics
 from tokenizer_svc.chat import DEFAULT_SYSTEM_PROMPT
 from tokenizer_svc.core import Limits, TokenizerCore
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     health_servicer.enter_graceful_shutdown()
     tracker.drain()  # new calls get UNAVAILABLE; the ones in flight finish
     deadline = time.monotonic() + cfg.server.grace_s
-    while not tracker.idle() and time.monotonic() < deadline:
+    while not tracker.settled(QUIET_S) and time.monotonic() < deadline:
         time.sleep(0.05)
     server.stop(1.0).wait()
     stop_metrics()
