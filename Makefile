@@ -80,5 +80,16 @@ endif
 test: install-test node compose-tool lint check-protos buf compose-config
 	$(PY) -m pytest
 
+$(VENV)/.bench: $(VENV)/.test
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[tools,test,bench]'
+	touch $@
+
+# Benchmarks (not tests): each prints its figures; BENCHMARKS.md records them with the machine.
+bench: $(VENV)/.bench
+	$(PY) -m benchmarks.kv_cache
+	$(PY) -m benchmarks.tokenizer
+	$(PY) -m benchmarks.model_throughput
+	$(PY) -m benchmarks.compare --out benchmarks/results
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache examples/node/node_modules tools/node_modules

@@ -21,13 +21,6 @@ SIZES: dict[str, ModelArgs] = {
 }
 
 
-def n_params(args: ModelArgs) -> int:
-    """Parameters of a full model with these hyper-parameters."""
-    per_layer = 2 * args.dim * args.n_heads * args.head_dim + 2 * args.dim * args.kv_heads * args.head_dim
-    per_layer += 3 * args.dim * args.hidden_dim + 2 * args.dim
-    return args.n_layers * per_layer + 2 * args.vocab_size * args.dim + args.dim
-
-
 def make_checkpoint(size: str, root: Path | None = None, world_size: int = 1) -> Path:
     """A random checkpoint of the named size in Meta's layout (cached under root)."""
     root = root or Path(tempfile.gettempdir()) / "llama-grpc-bench"

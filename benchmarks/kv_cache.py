@@ -9,7 +9,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import SIZES, machine, make_checkpoint, n_params, timeit
+from benchmarks.common import SIZES, machine, make_checkpoint, timeit
 from model_svc.checkpoint import load_model
 from model_svc.distributed import init_distributed
 
@@ -32,7 +32,7 @@ def main() -> None:
         world_size=1,
     )
     print(f"machine: {machine()}")
-    print(f"model: {args.size} ({n_params(model.params) / 1e6:.1f}M parameters, float32), batch 1")
+    print(f"model: {args.size} ({model.params.n_params / 1e6:.1f}M parameters, float32), batch 1")
     print(f"{'position':>9} {'ms/token (KV cache)':>20} {'ms/token (no cache)':>20}")
     prompt = torch.randint(3, model.params.vocab_size, (1, max(args.positions) + args.steps))
     for pos in args.positions:

@@ -17,7 +17,7 @@ import time
 
 import grpc
 
-from benchmarks.common import SIZES, machine, make_checkpoint, n_params
+from benchmarks.common import SIZES, machine, make_checkpoint
 from llama.v1 import model_pb2 as pb
 from llama.v1 import model_pb2_grpc
 from llama.v1 import types_pb2 as types
@@ -92,7 +92,7 @@ def main() -> None:
         run_clients(svc.address, 1, 1, args.prompt_len, 8, vocab)  # warm-up
         print(f"machine: {machine()}")
         print(
-            f"model: {args.size} ({n_params(SIZES[args.size]) / 1e6:.1f}M parameters, float32), 1 rank, "
+            f"model: {args.size} ({SIZES[args.size].n_params / 1e6:.1f}M parameters, float32), 1 rank, "
             f"prompt {args.prompt_len} tokens, {args.gen_len} new tokens per request"
         )
         print(f"{'concurrency':>11} {'requests':>9} {'tokens/s':>9} {'vs c=1':>7} {'mean latency s':>15}")

@@ -48,6 +48,7 @@ class Sampling:
     echo: bool
     seed: int | None
     stop: tuple[str, ...]
+    ignore_eos: bool = False
 
 
 @dataclass
@@ -60,7 +61,8 @@ class RowUpdate:
     logprobs: list[float] = field(default_factory=list)
     finish: int = types_pb2.FINISH_REASON_UNSPECIFIED
     prompt_tokens: int = 0
-    generated_tokens: int = 0
+    generated_tokens: int = 0  # in the whole row so far
+    new_tokens: int = 0  # generated tokens this update covers
 
 
 def check_sampling(s: Sampling, limits: Limits) -> None:
@@ -180,7 +182,7 @@ class GatewayCore:
                 if isinstance(item, BaseException):
                     raise item
                 now = time.perf_counter()
-                if item.text or item.pieces:
+                if item.text or item.pieces or item.new_tokens:
                     if item.index not in first:
                         first.add(item.index)
                         self.metrics.ttft.observe(now - started)
@@ -220,7 +222,7 @@ class GatewayCore:
             top_p=self.limits.default_top_p if s.top_p is None else s.top_p,
             logprobs=s.logprobs,
             echo=s.echo,
-            stop_ids=[eos_id],
+            stop_ids=[] if s.ignore_eos else [eos_id],
         )
         if s.seed is not None:
             request.seed = (s.seed + index) % 2**64
@@ -257,7 +259,8 @@ class GatewayCore:
         try:
             first = True
             async for ev in call:
-                delta = row.add(ev.tokens, ev.logprobs, echo=echo and first)
+                is_echo = echo and first
+                delta = row.add(ev.tokens, ev.logprobs, echo=is_echo)
                 first = False
                 finish = ev.finish_reason
                 if delta.stopped:
@@ -266,8 +269,9 @@ class GatewayCore:
                     tail = row.finish()
                     delta = Delta(delta.text + tail.text, delta.pieces, delta.logprobs)
                 generated = len(row.tokens) - (prompt_len if echo else 0)
-                update = RowUpdate(index, delta.text, delta.pieces, delta.logprobs, finish, prompt_len, generated)
-                if finish or update.text or update.pieces:
+                new = 0 if is_echo else len(ev.tokens)
+                update = RowUpdate(index, delta.text, delta.pieces, delta.logprobs, finish, prompt_len, generated, new)
+                if finish or update.text or update.pieces or new:
                     await out.put(update)
                 if delta.stopped:
                     return

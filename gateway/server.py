@@ -34,6 +34,7 @@ def sampling_from_proto(request: _TEXT | _CHAT) -> Sampling:
         echo=getattr(request, "echo", False),
         seed=request.seed if request.HasField("seed") else None,
         stop=tuple(request.stop),
+        ignore_eos=request.ignore_eos,
     )
 
 
@@ -106,7 +107,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         async with contextlib.aclosing(updates) as it:
             async for u in it:
                 yield pb.StreamTextCompletionResponse(
-                    index=u.index, text=u.text, tokens=u.pieces, logprobs=u.logprobs, finish_reason=u.finish
+                    index=u.index,
+                    text=u.text,
+                    tokens=u.pieces,
+                    logprobs=u.logprobs,
+                    finish_reason=u.finish,
+                    token_count=u.new_tokens,
                 )
 
     @rpc
@@ -123,6 +129,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     logprobs=u.logprobs,
                     finish_reason=u.finish,
                     role=types_pb2.ROLE_ASSISTANT,
+                    token_count=u.new_tokens,
                 )
 
     @rpc

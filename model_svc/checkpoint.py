@@ -15,6 +15,7 @@ import fairscale.nn.model_parallel.layers as fs_layers
 import torch
 
 from model_svc.model import ModelArgs, Transformer
+from model_svc.packing import can_pack, prepack_linears
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +189,12 @@ def load_model(
     dtype_name: str,
     rank: int,
     world_size: int,
+    prepack: bool = False,
 ) -> Transformer:
-    """Build the Transformer for this rank from its shard, memory-mapped, with caches allocated."""
+    """Build the Transformer for this rank from its shard, memory-mapped, with caches allocated.
+
+    prepack: pack the linear weights for oneDNN (CPU), the serving fast path (model_svc.packing).
+    """
     start = time.perf_counter()
     dtype = resolve_dtype(dtype_name, device.type)
     params = read_params(ckpt_dir)
@@ -211,6 +216,9 @@ def load_model(
     model.eval().requires_grad_(False)
     model.setup_caches(device, dtype)
     n_params = sum(math.prod(t.shape) for t in state.values())
+    del state
+    if prepack and can_pack(device, dtype):
+        prepack_linears(model)
     logger.info(
         "loaded %s (rank %d of %d, %.1fM parameters in this shard, %s on %s) in %.2f s",
         shards[rank].name,

@@ -118,6 +118,7 @@ class Engine:
         self.stopping = False
         self.failure: BaseException | None = None
         self.finished = threading.Event()  # run() has returned
+        self.on_failure: Callable[[], None] | None = None
         self.steps = 0
 
     # --- called from the gRPC side -----------------------------------------------------------
@@ -199,6 +200,8 @@ class Engine:
                     self.metrics.step.observe(time.perf_counter() - started)
         except Exception as e:
             logger.error("model group failed: %s: %s", type(e).__name__, e)
+            if self.on_failure is not None:
+                self.on_failure()  # health says NOT_SERVING before any caller hears of the failure
             with self.cv:
                 self.failure = e
                 self._fail_all(Unavailable(f"the model group failed ({type(e).__name__}); retry shortly"))

@@ -11,6 +11,7 @@ class EngineMetrics:
     """Queue, batch, latency and token counters of one engine."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.queued = Gauge("llama_engine_queued_requests", "Requests waiting for free rows", registry=registry)
         self.active_rows = Gauge("llama_engine_active_rows", "Rows in the running batch", registry=registry)
         self.ttft = Histogram(

@@ -50,6 +50,13 @@ class ModelArgs:
         return self.dim // self.n_heads
 
     @property
+    def n_params(self) -> int:
+        """Parameters of the whole model (all shards together)."""
+        attention = self.dim * self.head_dim * (2 * self.n_heads + 2 * self.kv_heads)
+        per_layer = attention + 3 * self.dim * self.hidden_dim + 2 * self.dim
+        return self.n_layers * per_layer + 2 * self.vocab_size * self.dim + self.dim
+
+    @property
     def hidden_dim(self) -> int:
         """Width of the SwiGLU hidden layer, computed as Meta's FeedForward does."""
         hidden = int(2 * (4 * self.dim) / 3)

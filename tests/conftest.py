@@ -88,8 +88,8 @@ def dist_ctx():
     return init_distributed("cpu")
 
 
-def load(ckpt: Path, args: ModelArgs, max_batch_size: int | None = None):
-    """Load a checkpoint as a group of one."""
+def load(ckpt: Path, args: ModelArgs, max_batch_size: int | None = None, prepack: bool = True):
+    """Load a checkpoint as a group of one, as the service does (weights packed for oneDNN)."""
     from model_svc.checkpoint import load_model
 
     return load_model(
@@ -100,6 +100,7 @@ def load(ckpt: Path, args: ModelArgs, max_batch_size: int | None = None):
         dtype_name="float32",
         rank=0,
         world_size=1,
+        prepack=prepack,
     )
 
 

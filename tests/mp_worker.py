@@ -35,6 +35,7 @@ def main() -> None:
         dtype_name="float32",
         rank=ctx.rank,
         world_size=ctx.world_size,
+        prepack=True,
     )
     logits = model.forward(torch.tensor(inputs["tokens"]), 0)
     results = generate(model, inputs["prompts"], inputs["max_gen_len"], 0.0, 1.0, True, False, [])

@@ -150,3 +150,16 @@ def test_sharding_matches_metas_split_rules() -> None:
     assert torch.equal(shards[1]["norm.weight"], state["norm.weight"])  # replicated
     merged = merge_shards(shards)
     assert all(torch.equal(merged[k], v) for k, v in state.items())
+
+
+def test_packed_weights_give_the_same_logits(ckpt: Path) -> None:
+    from model_svc.packing import prepack_linears
+
+    plain = load(ckpt)
+    packed = load(ckpt)
+    assert plain.layers[0].attention.wq.weight is not None  # load_model packs only when asked
+    assert prepack_linears(packed) == 2 * 7 + 1  # every linear layer of 2 blocks, and the output
+    assert packed.layers[0].attention.wq.weight is None  # the packed copy replaced the weight
+    tokens = torch.randint(0, 1000, (3, 20), generator=torch.Generator().manual_seed(0))
+    a, b = plain.forward(tokens, 0), packed.forward(tokens, 0)
+    assert ((a - b).abs().max() / a.abs().max()).item() <= 1e-5

@@ -439,3 +439,14 @@ def test_gateway_metrics_count_requests(stack, gateway) -> None:
         r'llama_rpc_requests_total\{code="INVALID_ARGUMENT",method="TextCompletion",service="gateway"\}', text
     )
     assert "llama_gateway_time_to_first_token_seconds_count" in text
+
+
+def test_ignore_eos_and_stream_token_counts(gateway) -> None:
+    req = {"prompts": TEXTS, "temperature": 0.0, "max_gen_len": 30, "ignore_eos": True}
+    unary = gateway.TextCompletion(pb.TextCompletionRequest(**req))
+    assert [p.generation_token_count for p in unary.predictions] == [30] * 3
+    assert {p.finish_reason for p in unary.predictions} == {types.FINISH_REASON_LENGTH}
+    counts: dict[int, int] = {}
+    for m in gateway.StreamTextCompletion(pb.StreamTextCompletionRequest(**req)):
+        counts[m.index] = counts.get(m.index, 0) + m.token_count
+    assert counts == {0: 30, 1: 30, 2: 30}

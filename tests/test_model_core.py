@@ -263,3 +263,29 @@ def test_same_seed_same_tokens_whatever_the_batch() -> None:
     alone = sample(logits[3:4], temps[3:4], top_ps[3:4], [make_generator(3)])
     assert first.tolist() == again.tolist() and first[3] == alone[0]
     assert first[1] == logits[1].argmax()
+
+
+def test_top_p_beyond_the_top_k_falls_back_to_the_full_sort() -> None:
+    """A flat distribution whose nucleus is larger than the top 256 tokens: same rule, full sort."""
+    gen = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(1.0, 2.0, 2000)[torch.randperm(2000, generator=gen)]
+    probs = ramp / ramp.sum()
+    order = torch.argsort(probs, descending=True)
+    csum = torch.cumsum(probs[order], 0)
+    nucleus = set(order[(csum - probs[order]) <= 0.6].tolist())
+    assert len(nucleus) > 256
+    n = 4000
+    draws = sample_top_p(probs.expand(n, -1).clone(), torch.full((n,), 0.6), [make_generator(s) for s in range(n)])
+    assert set(draws.tolist()) <= nucleus
+    assert len(set(draws.tolist())) > 500  # it samples the whole nucleus, not a top-k of it
+    again = sample_top_p(probs.expand(5, -1).clone(), torch.full((5,), 0.6), [make_generator(s) for s in range(5)])
+    assert again.tolist() == draws[:5].tolist()
+
+
+def test_top_k_shortcut_draws_what_the_full_sort_draws() -> None:
+    logits = torch.randn(8, 3000, generator=torch.Generator().manual_seed(1)) * 3
+    probs = torch.softmax(logits, -1)
+    top_p = torch.full((8,), 0.9)
+    fast = sample_top_p(probs, top_p, [make_generator(s) for s in range(8)])
+    slow = sample_top_p(probs, top_p, [make_generator(s) for s in range(8)], top_k=3000)
+    assert fast.tolist() == slow.tolist()

@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    stopping.wait()
+    # With a timeout: the signal may land on a gRPC worker thread, and Python runs handlers only
+    # in the main thread, which an untimed wait would keep blocked for good.
+    while not stopping.wait(0.5):
+        pass
     logger.info("stopping: draining for up to %.0f s", cfg.server.grace_s)
     health_servicer.enter_graceful_shutdown()
     tracker.drain()  # new calls get UNAVAILABLE; the ones in flight finish

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TextCompletionRequest(_message.Message):
-    __slots__ = ("prompts", "temperature", "top_p", "max_gen_len", "logprobs", "echo", "seed", "stop")
+    __slots__ = ("prompts", "temperature", "top_p", "max_gen_len", "logprobs", "echo", "seed", "stop", "ignore_eos")
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class TextCompletionRequest(_message.Message):
     ECHO_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_EOS_FIELD_NUMBER: _ClassVar[int]
     prompts: _containers.RepeatedScalarFieldContainer[str]
     temperature: float
     top_p: float
@@ -25,7 +26,8 @@ class TextCompletionRequest(_message.Message):
     echo: bool
     seed: int
     stop: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, prompts: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_gen_len: _Optional[int] = ..., logprobs: _Optional[bool] = ..., echo: _Optional[bool] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+    ignore_eos: bool
+    def __init__(self, prompts: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_gen_len: _Optional[int] = ..., logprobs: _Optional[bool] = ..., echo: _Optional[bool] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., ignore_eos: _Optional[bool] = ...) -> None: ...
 
 class CompletionPrediction(_message.Message):
     __slots__ = ("generation", "tokens", "logprobs", "finish_reason", "prompt_token_count", "generation_token_count")
@@ -50,7 +52,7 @@ class TextCompletionResponse(_message.Message):
     def __init__(self, predictions: _Optional[_Iterable[_Union[CompletionPrediction, _Mapping]]] = ...) -> None: ...
 
 class ChatCompletionRequest(_message.Message):
-    __slots__ = ("dialogs", "temperature", "top_p", "max_gen_len", "logprobs", "seed", "stop")
+    __slots__ = ("dialogs", "temperature", "top_p", "max_gen_len", "logprobs", "seed", "stop", "ignore_eos")
     DIALOGS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +60,7 @@ class ChatCompletionRequest(_message.Message):
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_EOS_FIELD_NUMBER: _ClassVar[int]
     dialogs: _containers.RepeatedCompositeFieldContainer[_types_pb2.Dialog]
     temperature: float
     top_p: float
@@ -65,7 +68,8 @@ class ChatCompletionRequest(_message.Message):
     logprobs: bool
     seed: int
     stop: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, dialogs: _Optional[_Iterable[_Union[_types_pb2.Dialog, _Mapping]]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_gen_len: _Optional[int] = ..., logprobs: _Optional[bool] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+    ignore_eos: bool
+    def __init__(self, dialogs: _Optional[_Iterable[_Union[_types_pb2.Dialog, _Mapping]]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_gen_len: _Optional[int] = ..., logprobs: _Optional[bool] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., ignore_eos: _Optional[bool] = ...) -> None: ...
 
 class ChatPrediction(_message.Message):
     __slots__ = ("generation", "tokens", "logprobs", "finish_reason", "prompt_token_count", "generation_token_count")
@@ -90,7 +94,7 @@ class ChatCompletionResponse(_message.Message):
     def __init__(self, predictions: _Optional[_Iterable[_Union[ChatPrediction, _Mapping]]] = ...) -> None: ...
 
 class StreamTextCompletionRequest(_message.Message):
-    __slots__ = ("prompts", "temperature", "top_p", "max_gen_len", "logprobs", "echo", "seed", "stop")
+    __slots__ = ("prompts", "temperature", "top_p", "max_gen_len", "logprobs", "echo", "seed", "stop", "ignore_eos")
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +103,7 @@ class StreamTextCompletionRequest(_message.Message):
     ECHO_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_EOS_FIELD_NUMBER: _ClassVar[int]
     prompts: _containers.RepeatedScalarFieldContainer[str]
     temperature: float
     top_p: float
@@ -107,24 +112,27 @@ class StreamTextCompletionRequest(_message.Message):
     echo: bool
     seed: int
     stop: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, prompts: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_gen_len: _Optional[int] = ..., logprobs: _Optional[bool] = ..., echo: _Optional[bool] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+    ignore_eos: bool
+    def __init__(self, prompts: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_gen_len: _Optional[int] = ..., logprobs: _Optional[bool] = ..., echo: _Optional[bool] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., ignore_eos: _Optional[bool] = ...) -> None: ...
 
 class StreamTextCompletionResponse(_message.Message):
-    __slots__ = ("index", "text", "tokens", "logprobs", "finish_reason")
+    __slots__ = ("index", "text", "tokens", "logprobs", "finish_reason", "token_count")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
     index: int
     text: str
     tokens: _containers.RepeatedScalarFieldContainer[str]
     logprobs: _containers.RepeatedScalarFieldContainer[float]
     finish_reason: _types_pb2.FinishReason
-    def __init__(self, index: _Optional[int] = ..., text: _Optional[str] = ..., tokens: _Optional[_Iterable[str]] = ..., logprobs: _Optional[_Iterable[float]] = ..., finish_reason: _Optional[_Union[_types_pb2.FinishReason, str]] = ...) -> None: ...
+    token_count: int
+    def __init__(self, index: _Optional[int] = ..., text: _Optional[str] = ..., tokens: _Optional[_Iterable[str]] = ..., logprobs: _Optional[_Iterable[float]] = ..., finish_reason: _Optional[_Union[_types_pb2.FinishReason, str]] = ..., token_count: _Optional[int] = ...) -> None: ...
 
 class StreamChatCompletionRequest(_message.Message):
-    __slots__ = ("dialogs", "temperature", "top_p", "max_gen_len", "logprobs", "seed", "stop")
+    __slots__ = ("dialogs", "temperature", "top_p", "max_gen_len", "logprobs", "seed", "stop", "ignore_eos")
     DIALOGS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +140,7 @@ class StreamChatCompletionRequest(_message.Message):
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_EOS_FIELD_NUMBER: _ClassVar[int]
     dialogs: _containers.RepeatedCompositeFieldContainer[_types_pb2.Dialog]
     temperature: float
     top_p: float
@@ -139,23 +148,26 @@ class StreamChatCompletionRequest(_message.Message):
     logprobs: bool
     seed: int
     stop: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, dialogs: _Optional[_Iterable[_Union[_types_pb2.Dialog, _Mapping]]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_gen_len: _Optional[int] = ..., logprobs: _Optional[bool] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+    ignore_eos: bool
+    def __init__(self, dialogs: _Optional[_Iterable[_Union[_types_pb2.Dialog, _Mapping]]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_gen_len: _Optional[int] = ..., logprobs: _Optional[bool] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., ignore_eos: _Optional[bool] = ...) -> None: ...
 
 class StreamChatCompletionResponse(_message.Message):
-    __slots__ = ("index", "text", "tokens", "logprobs", "finish_reason", "role")
+    __slots__ = ("index", "text", "tokens", "logprobs", "finish_reason", "role", "token_count")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
     index: int
     text: str
     tokens: _containers.RepeatedScalarFieldContainer[str]
     logprobs: _containers.RepeatedScalarFieldContainer[float]
     finish_reason: _types_pb2.FinishReason
     role: _types_pb2.Role
-    def __init__(self, index: _Optional[int] = ..., text: _Optional[str] = ..., tokens: _Optional[_Iterable[str]] = ..., logprobs: _Optional[_Iterable[float]] = ..., finish_reason: _Optional[_Union[_types_pb2.FinishReason, str]] = ..., role: _Optional[_Union[_types_pb2.Role, str]] = ...) -> None: ...
+    token_count: int
+    def __init__(self, index: _Optional[int] = ..., text: _Optional[str] = ..., tokens: _Optional[_Iterable[str]] = ..., logprobs: _Optional[_Iterable[float]] = ..., finish_reason: _Optional[_Union[_types_pb2.FinishReason, str]] = ..., role: _Optional[_Union[_types_pb2.Role, str]] = ..., token_count: _Optional[int] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
