@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +32,7 @@ from benchmarks.peers import (
     static_batches,
     weight_bytes_per_step,
 )
-from benchmarks.serve import make_requests, run, stream_gateway, stream_model, summarize
+from benchmarks.serve import make_requests, measure, run, stream_gateway, stream_model, summarize
 from llama_grpc.launch import Service, free_port, python_module
 from llama_grpc.stack import model_command
 from model_svc.checkpoint import load_model
@@ -106,6 +107,13 @@ def bench_stack(services: list[Service], tok: Tokenizer, exp_lengths: list[int])
         )
 
     go("warmup", "gateway", 4, 4)
+    out["ttft pairs"] = ttft_pairs(model_stub, gw_stub, make_requests(tok, 30, PROMPT_LEN, 32, "fixed", seed=99))
+    p = out["ttft pairs"]
+    print(
+        f"  {'TTFT, alternating requests':<28} model {p['model_ms']:.1f} ms, gateway {p['gateway_ms']:.1f} ms, "
+        f"overhead p50 {p['overhead_ms']:.1f} ms",
+        flush=True,
+    )
     go("model direct c=1", "model", 12, 1)
     go("gateway c=1", "gateway", 12, 1)
     go("gateway c=4", "gateway", 16, 4)
@@ -115,6 +123,23 @@ def bench_stack(services: list[Service], tok: Tokenizer, exp_lengths: list[int])
     return out
 
 
+def ttft_pairs(model_stub: object, gw_stub: object, requests: list) -> dict[str, float]:
+    """TTFT of the same prompts sent alternately to the model service and through the gateway.
+
+    Alternating, each gateway request meets the machine in the state a direct one just did, so
+    the difference is the gateway's (the median of the per-pair differences).
+    """
+    direct, via = [], []
+    for r in requests:
+        direct.append(measure(lambda q: stream_model(model_stub, q), r).ttft * 1e3)
+        via.append(measure(lambda q: stream_gateway(gw_stub, q), r).ttft * 1e3)
+    return {
+        "model_ms": statistics.median(direct),
+        "gateway_ms": statistics.median(via),
+        "overhead_ms": statistics.median(b - a for a, b in zip(direct, via, strict=True)),
+    }
+
+
 def exponential_lengths(n: int, mean: int, seed: int = 7) -> list[int]:
     """Output lengths drawn from an exponential distribution (as Anyscale's continuous-batching study)."""
     rng = random.Random(seed)
@@ -122,7 +147,7 @@ def exponential_lengths(n: int, mean: int, seed: int = 7) -> list[int]:
 
 
 def bench_size(size: str, tok_proto: bytes, work: Path, use_llamacpp: bool, bandwidth: float) -> dict:
-    """Every peer and the stack on one model size."""
+    """Every peer and the stack on one model size (bandwidth: the best measured matvec GB/s)."""
     args = SIZES[size]
     print(f"\n== {size}: {args.n_params / 1e6:.1f}M parameters, float32", flush=True)
     state = random_state_dict(args, seed=0)
@@ -185,8 +210,8 @@ def bench_size(size: str, tok_proto: bytes, work: Path, use_llamacpp: bool, band
         prepack=True,
     )
     result["seed_b1"] = seed_decode(model, prompts[:1], NEW_TOKENS)
-    exp = exponential_lengths(64, NEW_TOKENS)
-    exp_prompts = [p for p in prompts for _ in range(4)]
+    exp = exponential_lengths(128, NEW_TOKENS)
+    exp_prompts = [p for p in prompts for _ in range(8)]
     result["static_exponential"] = static_batches(model, exp_prompts, exp, BATCH)
     print(
         f"  seed generate b=1 {result['seed_b1']['output_tok_s']:.1f} tok/s; static batches of 16, exponential "
@@ -216,7 +241,7 @@ def ratios(r: dict) -> dict[str, float]:
         "stack_b1_vs_bound": stack_b1 / r["bound_tok_s"],
         "stack_c16_exp_vs_static": st["gateway c=16 exponential"]["output_throughput"]
         / r["static_exponential"]["output_tok_s"],
-        "gateway_ttft_overhead_ms": b1["ttft_ms"]["p50"] - st["model direct c=1"]["ttft_ms"]["p50"],
+        "gateway_ttft_overhead_ms": st["ttft pairs"]["overhead_ms"],
     }
     if "llamacpp_b1" in r:
         llama = 1e3 / r["llamacpp_b1"]["ms_per_step"]
@@ -250,6 +275,12 @@ def table(results: list[dict]) -> str:
             f"{r['static_exponential']['output_tok_s']:.1f} | | |"
         )
         for name, s in r["stack"].items():
+            if name == "ttft pairs":
+                lines.append(
+                    f"| {m} | stack: TTFT, model direct vs gateway alternately | 1 | | | "
+                    f"{s['model_ms']:.1f} / {s['gateway_ms']:.1f} (+{s['overhead_ms']:.1f}) |"
+                )
+                continue
             lines.append(
                 f"| {m} | stack: {name} | {name.split('c=')[1].split()[0]} | {s['output_throughput']:.1f} | "
                 f"{s['tpot_ms']['p50']:.1f} | {s['ttft_ms']['p50']:.1f} |"
@@ -313,8 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="llama-grpc-bench-"))
     torch.manual_seed(0)
     print(f"machine: {machine()}", flush=True)
-    bandwidth = matvec_bandwidth()
-    print(f"torch float32 matrix-vector bandwidth: {bandwidth:.1f} GB/s", flush=True)
+    bw = matvec_bandwidth()
+    bandwidth = bw["best"]
+    print(
+        f"float32 matrix-vector bandwidth: torch F.linear {bw['torch_linear']:.1f} GB/s, oneDNN prepacked "
+        f"{bw['onednn_packed']:.1f} GB/s",
+        flush=True,
+    )
     tok_proto = bench_tokenizer()
     results = [bench_size(s, tok_proto, work, not args.no_llamacpp, bandwidth) for s in args.sizes]
     summary = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ async def serve(cfg: GatewayConfig) -> int:
     add_health_and_reflection(server, health, [SERVICE_NAME])
     port = bind(server, cfg.server)
     await server.start()
+    gc.freeze()  # what start-up built lives as long as the process: the collector need not walk it
     stop_metrics = start_metrics(cfg.server, registry)
     watcher = asyncio.create_task(watch_health(downstream, health))
     logger.info(

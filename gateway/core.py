@@ -167,20 +167,14 @@ class GatewayCore:
                     f"(at most {max_seq_len - 1} prompt tokens)"
                 )
         tokenizer = await self.downstream.tokenizer(remaining)
-        info = await self.downstream.tokenizer_info(remaining)
-        queue: asyncio.Queue[RowUpdate | BaseException] = asyncio.Queue()
-        tasks = [
-            asyncio.create_task(self._row(i, p, s, max_gen_len, info.eos_id, tokenizer, remaining, queue))
-            for i, p in enumerate(prompts)
-        ]
-        left = len(tasks)
+        eos_id = (await self.downstream.tokenizer_info(remaining)).eos_id
+        rows = [self._row(i, p, s, max_gen_len, eos_id, tokenizer, remaining) for i, p in enumerate(prompts)]
+        # One prompt, the common case, streams straight through; several are merged as they come.
+        updates = rows[0] if len(rows) == 1 else self._merge(rows)
         first: set[int] = set()
         last_time: dict[int, float] = {}
-        try:
-            while left:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
+        async with contextlib.aclosing(updates) as it:
+            async for item in it:
                 now = time.perf_counter()
                 if item.text or item.pieces or item.new_tokens:
                     if item.index not in first:
@@ -190,13 +184,36 @@ class GatewayCore:
                         self.metrics.itl.observe(now - last_time[item.index])
                     last_time[item.index] = now
                 if item.finish:
-                    left -= 1
                     self.metrics.prompt_tokens.inc(item.prompt_tokens)
                     self.metrics.generated_tokens.inc(item.generated_tokens)
                 yield item
-            # Every row has its last event: let each model call end by itself (the model closes it
-            # right after), rather than cancel it and have the model count a finished row CANCELLED.
-            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @staticmethod
+    async def _merge(rows: list[AsyncIterator[RowUpdate]]) -> AsyncIterator[RowUpdate]:
+        """Interleave the rows' updates in arrival order; the first failure fails them all."""
+        queue: asyncio.Queue[RowUpdate | BaseException | None] = asyncio.Queue()
+
+        async def pump(row: AsyncIterator[RowUpdate]) -> None:
+            try:
+                async for update in row:
+                    await queue.put(update)
+                await queue.put(None)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as e:
+                await queue.put(e)
+
+        tasks = [asyncio.create_task(pump(r)) for r in rows]
+        try:
+            left = len(tasks)
+            while left:
+                item = await queue.get()
+                if item is None:
+                    left -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
         finally:
             for t in tasks:
                 t.cancel()
@@ -212,9 +229,8 @@ class GatewayCore:
         eos_id: int,
         tokenizer: Tokenizer,
         remaining: float | None,
-        out: asyncio.Queue[RowUpdate | BaseException],
-    ) -> None:
-        """Stream one prompt from a model replica into out; any failure goes to out as the exception."""
+    ) -> AsyncIterator[RowUpdate]:
+        """One prompt's updates, streamed from a model replica."""
         request = model_pb2.StreamGenerateRequest(
             prompt_tokens=[types_pb2.TokenIds(ids=prompt)],
             max_gen_len=max_gen_len,
@@ -227,21 +243,18 @@ class GatewayCore:
         if s.seed is not None:
             request.seed = (s.seed + index) % 2**64
         row = RowText(tokenizer, s.stop)
+        replica = await self.downstream.pick_replica(remaining)
         try:
-            replica = await self.downstream.pick_replica(remaining)
-            try:
-                await self._stream(replica, request, row, index, len(prompt), s.echo, remaining, out)
-            except grpc.aio.AioRpcError as e:
-                # A replica that went away before answering anything: try once on another one.
-                if e.code() != grpc.StatusCode.UNAVAILABLE or row.tokens or len(self.downstream.replicas) < 2:
-                    raise
-                logger.warning("model replica %s unavailable; retrying on another", replica.target)
-                replica = await self.downstream.pick_replica(remaining, avoid=replica)
-                await self._stream(replica, request, row, index, len(prompt), s.echo, remaining, out)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as e:
-            await out.put(e)
+            async for update in self._stream(replica, request, row, index, len(prompt), s.echo, remaining):
+                yield update
+        except grpc.aio.AioRpcError as e:
+            # A replica that went away before answering anything: try once on another one.
+            if e.code() != grpc.StatusCode.UNAVAILABLE or row.tokens or len(self.downstream.replicas) < 2:
+                raise
+            logger.warning("model replica %s unavailable; retrying on another", replica.target)
+            replica = await self.downstream.pick_replica(remaining, avoid=replica)
+            async for update in self._stream(replica, request, row, index, len(prompt), s.echo, remaining):
+                yield update
 
     async def _stream(
         self,
@@ -252,8 +265,7 @@ class GatewayCore:
         prompt_len: int,
         echo: bool,
         remaining: float | None,
-        out: asyncio.Queue[RowUpdate | BaseException],
-    ) -> None:
+    ) -> AsyncIterator[RowUpdate]:
         call = replica.stub.StreamGenerate(request, timeout=self.downstream.timeout(remaining))
         finished = False
         try:
@@ -272,10 +284,12 @@ class GatewayCore:
                 new = 0 if is_echo else len(ev.tokens)
                 update = RowUpdate(index, delta.text, delta.pieces, delta.logprobs, finish, prompt_len, generated, new)
                 if finish or update.text or update.pieces or new:
-                    await out.put(update)
+                    yield update
                 if delta.stopped:
                     return
-                finished = finish != types_pb2.FINISH_REASON_UNSPECIFIED  # the model ends the call next
+                # After the last event the model ends the call by itself: read on to that end rather
+                # than cancel, which the model would count as a CANCELLED row.
+                finished = finish != types_pb2.FINISH_REASON_UNSPECIFIED
         finally:
             if not finished:
                 call.cancel()  # a stop string ended the row, or the caller is gone: free the model row

@@ -129,8 +129,10 @@ class Downstream:
 
     async def tokenizer_ready(self, remaining: float | None) -> None:
         """Wait (within the deadline and connect_timeout_s) until the tokenizer channel is connected."""
-        wait = min(self.cfg.connect_timeout_s, self.timeout(remaining))
         channel = self.tokenizer_channel
+        if channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
+            return
+        wait = min(self.cfg.connect_timeout_s, self.timeout(remaining))
         try:
             await asyncio.wait_for(self._connected(channel), wait)
         except TimeoutError:

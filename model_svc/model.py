@@ -74,8 +74,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        # Meta's x * rsqrt(mean(x²) + eps) in float32, as one fused op.
+        out = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return out.type_as(x) * self.weight
 
 
@@ -102,7 +102,8 @@ class Placement(NamedTuple):
     first_slot: int  # rows occupy slots first_slot .. first_slot + bsz - 1
     rows: torch.Tensor  # (bsz, seqlen) slot of each query
     positions: torch.Tensor  # (bsz, seqlen) position of each query
-    mask: torch.Tensor  # (bsz, 1, seqlen, kv_len) True where a query may attend to a cached key
+    kv_len: int  # cached positions attention reads: max over rows of position + 1
+    mask: torch.Tensor | None  # (bsz, 1, seqlen, kv_len) True where a query may attend; None: all of them
 
 
 def _no_init(x: torch.Tensor) -> torch.Tensor:
@@ -134,6 +135,10 @@ class Attention(nn.Module):
         self.cache_k: torch.Tensor | None = None  # (slots, kv_heads, max_seq_len, head_dim)
         self.cache_v: torch.Tensor | None = None
 
+    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank's query, key and value projections (model_svc.packing fuses them)."""
+        return self.wq(x), self.wk(x), self.wv(x)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -142,9 +147,10 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """x: (bsz, seqlen, dim) at the cache coordinates of place; None: no cache, causal (training)."""
         bsz, seqlen, _ = x.shape
-        xq = self.wq(x).view(bsz, seqlen, self.n_local_heads, self.head_dim)
-        xk = self.wk(x).view(bsz, seqlen, self.n_local_kv_heads, self.head_dim)
-        xv = self.wv(x).view(bsz, seqlen, self.n_local_kv_heads, self.head_dim)
+        xq, xk, xv = self.qkv(x)
+        xq = xq.view(bsz, seqlen, self.n_local_heads, self.head_dim)
+        xk = xk.view(bsz, seqlen, self.n_local_kv_heads, self.head_dim)
+        xv = xv.view(bsz, seqlen, self.n_local_kv_heads, self.head_dim)
         xq, xk = apply_rotary_emb(xq, xk, freqs_cis)
         gqa = self.n_local_kv_heads != self.n_local_heads
         if place is None:
@@ -157,7 +163,7 @@ class Attention(nn.Module):
         # Indexed (slots, :, positions) the cache takes (bsz, seqlen, kv_heads, head_dim) values.
         self.cache_k[place.rows, :, place.positions] = xk
         self.cache_v[place.rows, :, place.positions] = xv
-        first, kv_len = place.first_slot, place.mask.shape[-1]
+        first, kv_len = place.first_slot, place.kv_len
         keys = self.cache_k[first : first + bsz, :, :kv_len]  # (bsz, kv_heads, kv_len, head_dim)
         values = self.cache_v[first : first + bsz, :, :kv_len]
 
@@ -180,8 +186,13 @@ class FeedForward(nn.Module):
         self.w2 = RowParallelLinear(hidden_dim, dim, bias=False, input_is_parallel=True, init_method=_no_init)
         self.w3 = ColumnParallelLinear(dim, hidden_dim, bias=False, gather_output=False, init_method=_no_init)
 
+    def gate_up(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's w1 x and w3 x (model_svc.packing fuses them)."""
+        return self.w1(x), self.w3(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = self.gate_up(x)
+        return self.w2(F.silu(gate) * up)
 
 
 class TransformerBlock(nn.Module):
@@ -260,8 +271,10 @@ class Transformer(nn.Module):
         rows = torch.arange(first_slot, first_slot + bsz, device=device)[:, None].expand(bsz, seqlen)
         kv_len = min(max(starts) + seqlen, self.params.max_seq_len)
         # Row r's query at position p sees the cached keys 0..p of its own slot.
-        mask = (torch.arange(kv_len, device=device) <= positions[:, :, None]).unsqueeze(1)
-        place = Placement(first_slot, rows, positions, mask)
+        mask = None
+        if bsz > 1 or seqlen > 1:  # one row decoding attends to every cached key: no mask to build
+            mask = (torch.arange(kv_len, device=device) <= positions[:, :, None]).unsqueeze(1)
+        place = Placement(first_slot, rows, positions, kv_len, mask)
 
         h = self.tok_embeddings(tokens)  # (bsz, seqlen, dim)
         freqs_cis = self.freqs_cis[positions]  # (bsz, seqlen, head_dim // 2)

@@ -158,7 +158,7 @@ def test_packed_weights_give_the_same_logits(ckpt: Path) -> None:
     plain = load(ckpt)
     packed = load(ckpt)
     assert plain.layers[0].attention.wq.weight is not None  # load_model packs only when asked
-    assert prepack_linears(packed) == 2 * 7 + 1  # every linear layer of 2 blocks, and the output
+    assert prepack_linears(packed) == 2 * 4 + 1  # qkv, wo, w1|w3, w2 of 2 blocks, and the output
     assert packed.layers[0].attention.wq.weight is None  # the packed copy replaced the weight
     tokens = torch.randint(0, 1000, (3, 20), generator=torch.Generator().manual_seed(0))
     a, b = plain.forward(tokens, 0), packed.forward(tokens, 0)
