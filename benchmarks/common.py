@@ -23,10 +23,11 @@ SIZES: dict[str, ModelArgs] = {
 
 def make_checkpoint(size: str, root: Path | None = None, world_size: int = 1) -> Path:
     """A random checkpoint of the named size in Meta's layout (cached under root)."""
+    args = SIZES[size]
     root = root or Path(tempfile.gettempdir()) / "llama-grpc-bench"
-    ckpt = root / f"{size}-mp{world_size}"
+    ckpt = root / f"{size}-d{args.dim}-l{args.n_layers}-mp{world_size}"  # a changed size is a new cache entry
     if not (ckpt / "params.json").exists():
-        write_checkpoint(ckpt, SIZES[size], random_state_dict(SIZES[size]), world_size)
+        write_checkpoint(ckpt, args, random_state_dict(args), world_size)
     return ckpt
 
 

@@ -30,6 +30,7 @@ def main() -> None:
         dtype_name="float32",
         rank=0,
         world_size=1,
+        prepack=True,
     )
     print(f"machine: {machine()}")
     print(f"model: {args.size} ({model.params.n_params / 1e6:.1f}M parameters, float32), batch 1")

@@ -2,79 +2,26 @@
 
     python -m benchmarks.model_throughput [--size 50M] [--concurrency 1 4 16]
 
-Starts `torchrun --nproc_per_node 1 -m model_svc` on a random float32 checkpoint, then runs
-`concurrency` clients, each sending StreamGenerate requests of --prompt-len tokens for
---gen-len new tokens (no stop ids: lengths are fixed), for --rounds requests per client.
+Starts `torchrun --nproc_per_node 1 -m model_svc` on a random float32 checkpoint and sends it
+StreamGenerate requests straight (no gateway): --prompt-len tokens each, --gen-len new tokens
+(no stop ids, so lengths are fixed), --rounds requests per concurrent client.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import random
-import sys
-import time
+import tempfile
+from pathlib import Path
 
 import grpc
 
 from benchmarks.common import SIZES, machine, make_checkpoint
-from llama.v1 import model_pb2 as pb
+from benchmarks.peers import bench_tokenizer
+from benchmarks.serve import make_requests, run, stream_model, summarize
 from llama.v1 import model_pb2_grpc
-from llama.v1 import types_pb2 as types
 from llama_grpc.launch import Service, free_port
-
-
-def start_model(size: str, max_batch_size: int, extra: list[str]) -> Service:
-    """The model service on a random checkpoint of the named size."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "1",
-        "-m",
-        "model_svc",
-        "--ckpt-dir",
-        str(make_checkpoint(size)),
-        "--port",
-        str(port),
-        "--metrics-port",
-        "0",
-        "--max-seq-len",
-        "512",
-        "--max-batch-size",
-        str(max_batch_size),
-        *extra,
-    ]
-    svc = Service("model-bench", cmd, port)
-    svc.wait_healthy(300)
-    return svc
-
-
-def run_clients(address: str, concurrency: int, rounds: int, prompt_len: int, gen_len: int, vocab: int) -> dict:
-    """Run the clients; return wall time, generated tokens and per-request latencies."""
-    stub = model_pb2_grpc.ModelServiceStub(grpc.insecure_channel(address))
-    rng = random.Random(concurrency)
-
-    def client(c: int) -> tuple[int, list[float]]:
-        tokens, latencies = 0, []
-        for _ in range(rounds):
-            prompt = [1] + [rng.randrange(3, vocab) for _ in range(prompt_len - 1)]
-            req = pb.StreamGenerateRequest(
-                prompt_tokens=[types.TokenIds(ids=prompt)], max_gen_len=gen_len, temperature=0.0, top_p=1.0
-            )
-            start = time.perf_counter()
-            tokens += sum(len(ev.tokens) for ev in stub.StreamGenerate(req))
-            latencies.append(time.perf_counter() - start)
-        return tokens, latencies
-
-    start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(client, range(concurrency)))
-    wall = time.perf_counter() - start
-    return {"wall": wall, "tokens": sum(r[0] for r in results), "latencies": [x for r in results for x in r[1]]}
+from llama_grpc.stack import model_command
+from tokenizer_svc.tokenizer import Tokenizer
 
 
 def main() -> None:
@@ -86,23 +33,33 @@ def main() -> None:
     parser.add_argument("--gen-len", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2, help="requests per client")
     args = parser.parse_args()
-    svc = start_model(args.size, max(args.concurrency), [])
+    tok = Tokenizer(bench_tokenizer())  # only to draw prompts of the model's vocabulary
+    port = free_port()
+    cmd = model_command(
+        make_checkpoint(args.size), 1, port, 0, "--max-seq-len=512", f"--max-batch-size={max(args.concurrency)}"
+    )
+    svc = Service("model-bench", cmd, port, log_dir=Path(tempfile.gettempdir()), lead_child=True)
+    svc.wait_healthy(300)
+    stub = model_pb2_grpc.ModelServiceStub(grpc.insecure_channel(svc.address))
     try:
-        vocab = SIZES[args.size].vocab_size
-        run_clients(svc.address, 1, 1, args.prompt_len, 8, vocab)  # warm-up
+        warm = make_requests(tok, 2, args.prompt_len, 8, "fixed", seed=0)
+        run(lambda r: stream_model(stub, r), warm, 2, None)
         print(f"machine: {machine()}")
         print(
             f"model: {args.size} ({SIZES[args.size].n_params / 1e6:.1f}M parameters, float32), 1 rank, "
             f"prompt {args.prompt_len} tokens, {args.gen_len} new tokens per request"
         )
-        print(f"{'concurrency':>11} {'requests':>9} {'tokens/s':>9} {'vs c=1':>7} {'mean latency s':>15}")
+        print(f"{'concurrency':>11} {'requests':>9} {'tokens/s':>9} {'vs c=1':>7} {'TPOT p50 ms':>12}")
         base = None
         for c in args.concurrency:
-            r = run_clients(svc.address, c, args.rounds, args.prompt_len, args.gen_len, vocab)
-            tps = r["tokens"] / r["wall"]
-            base = base or tps
-            mean = sum(r["latencies"]) / len(r["latencies"])
-            print(f"{c:>11} {len(r['latencies']):>9} {tps:>9.1f} {tps / base:>6.2f}x {mean:>15.2f}")
+            reqs = make_requests(tok, c * args.rounds, args.prompt_len, args.gen_len, "fixed", seed=c)
+            results, wall = run(lambda r: stream_model(stub, r), reqs, c, None)
+            s = summarize(results, wall)
+            base = base or s["output_throughput"]
+            print(
+                f"{c:>11} {s['completed']:>9} {s['output_throughput']:>9.1f} {s['output_throughput'] / base:>6.2f}x "
+                f"{s['tpot_ms']['p50']:>12.1f}"
+            )
     finally:
         svc.stop()
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.common import timeit
 from model_svc.generation import generate
 from model_svc.model import ModelArgs, Transformer
 from tokenizer_svc.train import train_tokenizer
@@ -39,16 +40,7 @@ def matvec_bandwidth(rows: int = 8192, cols: int = 4096, repeat: int = 20) -> di
         "torch_linear": lambda: F.linear(x, w),
         "onednn_packed": lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], ""),
     }
-    out = {}
-    for name, fn in kernels.items():
-        for _ in range(3):
-            fn()
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        out[name] = w.numel() * 4 / sorted(times)[len(times) // 2] / 1e9
+    out = {name: w.numel() * 4 / timeit(fn, repeat, warmup=3) / 1e9 for name, fn in kernels.items()}
     out["best"] = max(out.values())
     return out
 

@@ -22,7 +22,7 @@ from gateway.downstream import Downstream, DownstreamConfig, parse_model_addrs
 from gateway.metrics import GatewayMetrics
 from gateway.server import SERVICE_NAME, GatewayServicer, watch_health
 from llama.v1 import gateway_pb2
-from llama_grpc.rpc import QUIET_S, RpcTracker, add_servicer
+from llama_grpc.rpc import RpcTracker, add_servicer
 from llama_grpc.server import (
     ServerConfig,
     add_health_and_reflection,
@@ -124,10 +124,7 @@ async def serve(cfg: GatewayConfig) -> int:
         await watcher
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    tracker.drain()  # new calls get UNAVAILABLE; the ones in flight finish
-    deadline = loop.time() + cfg.server.grace_s
-    while not tracker.settled(QUIET_S) and loop.time() < deadline:
-        await asyncio.sleep(0.05)
+    await tracker.drain(cfg.server.grace_s)
     await server.stop(1.0)
     await downstream.close()
     stop_metrics()

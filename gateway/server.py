@@ -52,6 +52,20 @@ async def gather(n: int, updates: AsyncIterator[RowUpdate]) -> list[RowUpdate]:
     return rows
 
 
+async def stream_fields(updates: AsyncIterator[RowUpdate]) -> AsyncIterator[dict]:
+    """The fields both stream responses share, one dict per update."""
+    async with contextlib.aclosing(updates) as it:
+        async for u in it:
+            yield {
+                "index": u.index,
+                "text": u.text,
+                "tokens": u.pieces,
+                "logprobs": u.logprobs,
+                "finish_reason": u.finish,
+                "token_count": u.new_tokens,
+            }
+
+
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     """llama.v1.GatewayService over a GatewayCore."""
 
@@ -104,33 +118,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: pb.StreamTextCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamTextCompletionResponse]:
         updates = self.core.complete_text(list(request.prompts), sampling_from_proto(request), context.time_remaining())
-        async with contextlib.aclosing(updates) as it:
-            async for u in it:
-                yield pb.StreamTextCompletionResponse(
-                    index=u.index,
-                    text=u.text,
-                    tokens=u.pieces,
-                    logprobs=u.logprobs,
-                    finish_reason=u.finish,
-                    token_count=u.new_tokens,
-                )
+        async for u in stream_fields(updates):
+            yield pb.StreamTextCompletionResponse(**u)
 
     @rpc
     async def StreamChatCompletion(
         self, request: pb.StreamChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamChatCompletionResponse]:
         updates = self.core.complete_chat(list(request.dialogs), sampling_from_proto(request), context.time_remaining())
-        async with contextlib.aclosing(updates) as it:
-            async for u in it:
-                yield pb.StreamChatCompletionResponse(
-                    index=u.index,
-                    text=u.text,
-                    tokens=u.pieces,
-                    logprobs=u.logprobs,
-                    finish_reason=u.finish,
-                    role=types_pb2.ROLE_ASSISTANT,
-                    token_count=u.new_tokens,
-                )
+        async for u in stream_fields(updates):
+            yield pb.StreamChatCompletionResponse(role=types_pb2.ROLE_ASSISTANT, **u)
 
     @rpc
     async def GetModelInfo(

@@ -87,13 +87,18 @@ class RpcTracker:
         self.requests.labels(self.service, method, code.name).inc()
         self.duration.labels(self.service, method).observe(time.perf_counter() - started)
 
-    def drain(self) -> None:
-        """Refuse new RPCs from now on; those in flight go on.
+    async def drain(self, grace_s: float, idle: Callable[[], bool] = lambda: True) -> None:
+        """Refuse new RPCs (UNAVAILABLE), then wait up to grace_s for those in flight to finish.
 
-        Wait until settled() before stopping the server: callers that arrive in the meantime get
-        UNAVAILABLE from here (and retry elsewhere) instead of the transport's CANCELLED at stop.
+        It returns once nothing has been in flight for QUIET_S (and idle() holds): callers that
+        arrive meanwhile get UNAVAILABLE from here, and retry elsewhere, rather than the
+        transport's CANCELLED when the server stops.
         """
         self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while loop.time() < deadline and not (idle() and self.settled(QUIET_S)):
+            await asyncio.sleep(0.05)
 
     def idle(self) -> bool:
         """No RPC in flight."""

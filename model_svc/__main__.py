@@ -24,7 +24,7 @@ from grpc_health.v1.health import aio as health_aio
 from prometheus_client import CollectorRegistry
 
 from llama.v1 import model_pb2 as pb
-from llama_grpc.rpc import QUIET_S, RpcTracker, add_servicer
+from llama_grpc.rpc import RpcTracker, add_servicer
 from llama_grpc.server import (
     ServerConfig,
     add_health_and_reflection,
@@ -195,12 +195,7 @@ async def serve(engine: Engine, model: Transformer, cfg: ModelConfig, ctx: DistC
         logger.info("draining for up to %.0f s", cfg.server.grace_s)
         await not_serving()
         engine.begin_drain()
-        tracker.drain()
-        deadline = loop.time() + cfg.server.grace_s
-        while loop.time() < deadline and not engine.finished.is_set():
-            if engine.idle() and tracker.settled(QUIET_S):
-                break
-            await asyncio.sleep(0.05)
+        await tracker.drain(cfg.server.grace_s, idle=lambda: engine.idle() or engine.finished.is_set())
         engine.stop()
         while not engine.finished.is_set():
             await asyncio.sleep(0.05)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from llama.v1 import tokenizer_pb2 as pb
 from llama.v1 import tokenizer_pb2_grpc, types_pb2
-from llama_grpc.rpc import QUIET_S, RpcTracker, add_servicer, rpc
+from llama_grpc.rpc import RpcTracker, add_servicer, rpc
 from llama_grpc.server import ServerConfig, add_health_and_reflection, bind, grpc_options, start_metrics
 from tokenizer_svc.chat import Message
 from tokenizer_svc.core import TokenizerCore
@@ -127,10 +127,7 @@ async def serve(core: TokenizerCore, cfg: ServerConfig, registry: CollectorRegis
     logger.info("stopping: draining for up to %.0f s", cfg.grace_s)
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    tracker.drain()  # new calls get UNAVAILABLE; the ones in flight finish
-    deadline = loop.time() + cfg.grace_s
-    while not tracker.settled(QUIET_S) and loop.time() < deadline:
-        await asyncio.sleep(0.05)
+    await tracker.drain(cfg.grace_s)
     await server.stop(1.0)
     stop_metrics()
     return 0
