@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 NPROC ?= 1
 DEMO_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/llama-grpc/demo-v1
 NPM := npm --no-audit --no-fund --loglevel=error
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # `make run` serves the demo model unless CKPT_DIR (and TOKENIZER_PATH) point at real weights.
 ifeq ($(origin CKPT_DIR),undefined)
@@ -49,8 +50,8 @@ tools/node_modules/.installed: tools/package-lock.json
 compose-tool:
 	@command -v docker-compose >/dev/null || { \
 		echo "installing Debian's docker-compose (for docker-compose config)"; \
-		apt-get install -y -qq docker-compose >/dev/null 2>&1 || \
-		{ apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }; }
+		$(SUDO) apt-get install -y -qq docker-compose >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq docker-compose >/dev/null; }; }
 
 protos: install-test
 	$(PY) scripts/gen_protos.py

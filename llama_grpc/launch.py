@@ -93,9 +93,9 @@ class Service:
         return sorted(pids)
 
     def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM, wait, and SIGKILL the whole process group if it does not go; return the exit code."""
-        kids = self.children() if self.lead_child else []
-        if kids:
+        """SIGTERM, wait, and SIGKILL whatever is left if it does not go; return the exit code."""
+        kids = self.children()  # torchrun's ranks run in sessions of their own: remember them
+        if kids and self.lead_child:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(kids[0], signal.SIGTERM)
         else:
@@ -103,14 +103,11 @@ class Service:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             code = self.proc.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # leftovers of a torchrun group
+        for pid in kids:  # a rank its launcher left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self._log.close()
         return code
-
-
-def python_module(module: str, *args: str) -> list[str]:
-    """The command line for python -m module args."""
-    return [sys.executable, "-m", module, *args]
