@@ -111,3 +111,8 @@ class Service:
                 os.kill(pid, signal.SIGKILL)
         self._log.close()
         return code
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """The command line for python -m module args."""
+    return [sys.executable, "-m", module, *args]
