@@ -86,11 +86,14 @@ $(VENV)/.bench: $(VENV)/.test
 	touch $@
 
 # Benchmarks (not tests): each prints its figures; BENCHMARKS.md records them with the machine.
+RESULTS := benchmarks/results
+
 bench: $(VENV)/.bench
-	$(PY) -m benchmarks.kv_cache
-	$(PY) -m benchmarks.tokenizer
-	$(PY) -m benchmarks.model_throughput
-	$(PY) -m benchmarks.compare --out benchmarks/results
+	mkdir -p $(RESULTS)
+	$(PY) -m benchmarks.kv_cache > $(RESULTS)/kv_cache.txt && cat $(RESULTS)/kv_cache.txt
+	$(PY) -m benchmarks.tokenizer > $(RESULTS)/tokenizer.txt && cat $(RESULTS)/tokenizer.txt
+	$(PY) -m benchmarks.model_throughput > $(RESULTS)/model_throughput.txt && cat $(RESULTS)/model_throughput.txt
+	$(PY) -m benchmarks.compare --out $(RESULTS) > $(RESULTS)/compare.txt && cat $(RESULTS)/compare.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache examples/node/node_modules tools/node_modules

@@ -59,6 +59,7 @@ class ModelConfig:
     dist_timeout_s: float
     failure_linger_s: float
     prepack: bool
+    threads: int
     log_level: str
 
 
@@ -93,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> ModelConfig:
         default="on",
         help="pack linear weights for oneDNN on CPU (the fast path; default on)",
     )
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads per rank (default: this machine's cores shared among its ranks)")
     p.add_argument("--dist-timeout", type=float, default=30.0, help="seconds a collective may wait for a rank")
     p.add_argument(
         "--failure-linger",
@@ -115,6 +118,7 @@ def parse_args(argv: list[str] | None = None) -> ModelConfig:
         dist_timeout_s=ns.dist_timeout,
         failure_linger_s=ns.failure_linger,
         prepack=ns.prepack == "on",
+        threads=ns.threads,
         log_level=ns.log_level,
     )
 
@@ -242,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_level if rank == 0 else "WARNING")  # only rank 0 logs at INFO
     try:
         ctx = init_distributed(cfg.device, cfg.dist_timeout_s)
-        threads = set_thread_budget(ctx.local_world_size)
+        threads = set_thread_budget(ctx.local_world_size, cfg.threads)
         logger.info("rank %d: %d torch threads", ctx.rank, threads)
         model = load_model(
             cfg.ckpt_dir,

@@ -90,10 +90,10 @@ def init_distributed(device_type: str, timeout_s: float = 60.0) -> DistContext:
     return DistContext(rank, world_size, local_rank, local_world_size, device, control)
 
 
-def set_thread_budget(local_world_size: int) -> int:
-    """Give each rank its share of this machine's cores, so the ranks together use them all once."""
+def set_thread_budget(local_world_size: int, threads: int = 0) -> int:
+    """Give each rank its share of this machine's cores (or `threads`), so together they use them once."""
     cores = len(os.sched_getaffinity(0))
-    threads = max(1, cores // max(1, local_world_size))
+    threads = threads or max(1, cores // max(1, local_world_size))
     torch.set_num_threads(threads)
     return threads
 
