@@ -94,8 +94,12 @@ def parse_args(argv: list[str] | None = None) -> ModelConfig:
         default="on",
         help="pack linear weights for oneDNN on CPU (the fast path; default on)",
     )
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads per rank (default: this machine's cores shared among its ranks)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per rank (default: this machine's cores shared among its ranks)",
+    )
     p.add_argument("--dist-timeout", type=float, default=30.0, help="seconds a collective may wait for a rank")
     p.add_argument(
         "--failure-linger",
@@ -105,6 +109,8 @@ def parse_args(argv: list[str] | None = None) -> ModelConfig:
     )
     add_server_args(p, port=50053, host="127.0.0.1", metrics_port=9093)
     ns = p.parse_args(argv)
+    if ns.threads < 0:
+        p.error(f"--threads must be 0 (automatic) or more, not {ns.threads}")
     dtype = ns.dtype or ("bfloat16" if ns.device == "cuda" else "float32")
     engine = EngineConfig(max_queue=ns.max_queue, max_prefill_tokens=ns.max_prefill_tokens)
     return ModelConfig(

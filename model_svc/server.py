@@ -55,17 +55,35 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         queue: asyncio.Queue[Event | ServiceError] = asyncio.Queue()
         request = self.engine.submit(params, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item))
         left = len(params.prompts)
+        held: Event | ServiceError | None = None
+        echoed: set[int] = set()  # rows whose echo event went out: later events of theirs may merge
         try:
             while left:
-                item = await queue.get()
+                item = held if held is not None else await queue.get()
+                held = None
+                # When this loop falls behind the engine, send the tokens that piled up as one message:
+                # under load that spares gRPC (here and in the gateway) a message per token per row.
+                while isinstance(item, Event) and item.finish is None and not queue.empty():
+                    nxt = queue.get_nowait()
+                    same_row = isinstance(nxt, Event) and nxt.index == item.index
+                    if not (same_row and self._mergeable(params, item, echoed)):
+                        held = nxt
+                        break
+                    item = Event(item.index, item.tokens + nxt.tokens, item.logprobs + nxt.logprobs, nxt.finish)
                 if isinstance(item, ServiceError):
                     raise item
+                echoed.add(item.index)
                 if item.finish is not None:
                     left -= 1
                 yield item
         finally:
             if left:  # the caller cancelled, its deadline passed, or the request failed
                 self.engine.cancel(request)
+
+    @staticmethod
+    def _mergeable(params: GenerateParams, item: Event, echoed: set[int]) -> bool:
+        """Whether later tokens may join item: not when item is a row's echo of its prompt."""
+        return not params.echo or item.index in echoed
 
     @rpc
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
