@@ -86,7 +86,11 @@ def stream_gateway(stub: gateway_pb2_grpc.GatewayServiceStub, req: Request) -> I
 def stream_model(stub: model_pb2_grpc.ModelServiceStub, req: Request) -> Iterator[int]:
     """Yield the number of tokens of each StreamGenerate event from the model service."""
     msg = model_pb2.StreamGenerateRequest(
-        prompt_tokens=[types.TokenIds(ids=req.ids)], max_gen_len=req.output_len, temperature=0.0, top_p=1.0
+        prompt_tokens=[types.TokenIds(ids=req.ids)],
+        max_gen_len=req.output_len,
+        temperature=0.0,
+        top_p=1.0,
+        merge_pending_tokens=True,  # as the gateway asks
     )
     for ev in stub.StreamGenerate(msg):
         if ev.tokens:

@@ -239,6 +239,7 @@ class GatewayCore:
             logprobs=s.logprobs,
             echo=s.echo,
             stop_ids=[] if s.ignore_eos else [eos_id],
+            merge_pending_tokens=True,
         )
         if s.seed is not None:
             request.seed = (s.seed + index) % 2**64

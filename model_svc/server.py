@@ -49,8 +49,11 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         self.tracker = tracker
         self.info = info  # the static part of GetEngineInfo
 
-    async def _events(self, params: GenerateParams) -> AsyncIterator[Event]:
-        """Submit params and yield its events until every row has finished; cancel it if abandoned."""
+    async def _events(self, params: GenerateParams, merge: bool = False) -> AsyncIterator[Event]:
+        """Submit params and yield its events until every row has finished; cancel it if abandoned.
+
+        merge: a row's tokens already waiting join the event before them (never a row's echo).
+        """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | ServiceError] = asyncio.Queue()
         request = self.engine.submit(params, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item))
@@ -61,9 +64,9 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             while left:
                 item = held if held is not None else await queue.get()
                 held = None
-                # When this loop falls behind the engine, send the tokens that piled up as one message:
+                # When this loop falls behind the engine, the tokens that piled up go as one message:
                 # under load that spares gRPC (here and in the gateway) a message per token per row.
-                while isinstance(item, Event) and item.finish is None and not queue.empty():
+                while merge and isinstance(item, Event) and item.finish is None and not queue.empty():
                     nxt = queue.get_nowait()
                     same_row = isinstance(nxt, Event) and nxt.index == item.index
                     if not (same_row and self._mergeable(params, item, echoed)):
@@ -89,7 +92,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
         params = params_from_proto(request)
         gens = [pb.Generation(prompt_token_count=len(p)) for p in params.prompts]
-        async with contextlib.aclosing(self._events(params)) as events:
+        async with contextlib.aclosing(self._events(params, merge=True)) as events:
             async for ev in events:
                 gen = gens[ev.index]
                 gen.tokens.extend(ev.tokens)
@@ -104,7 +107,8 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     async def StreamGenerate(
         self, request: pb.StreamGenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamGenerateResponse]:
-        async with contextlib.aclosing(self._events(params_from_proto(request))) as events:
+        events = self._events(params_from_proto(request), merge=request.merge_pending_tokens)
+        async with contextlib.aclosing(events):
             async for ev in events:
                 yield pb.StreamGenerateResponse(
                     index=ev.index,

@@ -1,4 +1,4 @@
-"""The model servicer sends tokens that piled up behind the engine as one message, and nothing else."""
+"""merge_pending_tokens: a row's tokens that piled up behind the engine go as one event, and nothing else does."""
 
 from __future__ import annotations
 
@@ -36,11 +36,11 @@ def params(n_rows: int = 1, echo: bool = False) -> GenerateParams:
     )  # fmt: skip
 
 
-def collect(engine: BurstEngine, p: GenerateParams) -> list[Event]:
+def collect(engine: BurstEngine, p: GenerateParams, merge: bool = True) -> list[Event]:
     servicer = ModelServicer(engine, tracker=None, info=None)  # type: ignore[arg-type]
 
     async def go() -> list[Event]:
-        return [ev async for ev in servicer._events(p)]
+        return [ev async for ev in servicer._events(p, merge)]
 
     return asyncio.run(go())
 
@@ -49,6 +49,11 @@ def test_tokens_that_piled_up_go_as_one_event() -> None:
     engine = BurstEngine([Event(0, [7], [-0.1]), Event(0, [8], [-0.2]), Event(0, [9], [-0.3], Finish.LENGTH)])
     assert collect(engine, params()) == [Event(0, [7, 8, 9], [-0.1, -0.2, -0.3], Finish.LENGTH)]
     assert not engine.cancelled
+
+
+def test_without_merge_every_decode_step_is_its_own_event() -> None:
+    items: list[Event | ServiceError] = [Event(0, [7], [-0.1]), Event(0, [8], [-0.2]), Event(0, [9], [], Finish.EOS)]
+    assert collect(BurstEngine(items), params(), merge=False) == items
 
 
 def test_rows_and_echo_events_are_never_merged() -> None:

@@ -152,13 +152,16 @@ def test_multi_prompt_request_seeds_each_row(mp1) -> None:
 def test_stream_events_concatenate_to_generate(mp1) -> None:
     stub = stub_for(mp1)
     ps = prompts(4, 3, 20, seed=6)
-    for kw in ({}, {"echo": True, "logprobs": True}, {"temperature": 0.8, "seed": 3, "logprobs": True}):
+    sampled = {"temperature": 0.8, "seed": 3, "logprobs": True}
+    for kw, merge in (({}, False), ({"echo": True, "logprobs": True}, False), (sampled, False), (sampled, True)):
         unary = stub.Generate(pb.GenerateRequest(**request(ps, 16, **kw)))
         toks: list[list[int]] = [[] for _ in ps]
         lps: list[list[float]] = [[] for _ in ps]
         finish = [None] * len(ps)
-        for ev in stub.StreamGenerate(pb.StreamGenerateRequest(**request(ps, 16, **kw))):
+        for ev in stub.StreamGenerate(pb.StreamGenerateRequest(**request(ps, 16, **kw), merge_pending_tokens=merge)):
             assert finish[ev.index] is None, "event after the row finished"
+            if not merge and not (kw.get("echo") and not toks[ev.index]):
+                assert len(ev.tokens) <= 1, "without merge_pending_tokens, one event per decode step"
             toks[ev.index] += ev.tokens
             lps[ev.index] += ev.logprobs
             if ev.finish_reason:

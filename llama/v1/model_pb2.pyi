@@ -48,7 +48,7 @@ class GenerateResponse(_message.Message):
     def __init__(self, generations: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ...) -> None: ...
 
 class StreamGenerateRequest(_message.Message):
-    __slots__ = ("prompt_tokens", "max_gen_len", "temperature", "top_p", "logprobs", "echo", "seed", "stop_ids")
+    __slots__ = ("prompt_tokens", "max_gen_len", "temperature", "top_p", "logprobs", "echo", "seed", "stop_ids", "merge_pending_tokens")
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_GEN_LEN_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class StreamGenerateRequest(_message.Message):
     ECHO_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     STOP_IDS_FIELD_NUMBER: _ClassVar[int]
+    MERGE_PENDING_TOKENS_FIELD_NUMBER: _ClassVar[int]
     prompt_tokens: _containers.RepeatedCompositeFieldContainer[_types_pb2.TokenIds]
     max_gen_len: int
     temperature: float
@@ -65,7 +66,8 @@ class StreamGenerateRequest(_message.Message):
     echo: bool
     seed: int
     stop_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, prompt_tokens: _Optional[_Iterable[_Union[_types_pb2.TokenIds, _Mapping]]] = ..., max_gen_len: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., logprobs: _Optional[bool] = ..., echo: _Optional[bool] = ..., seed: _Optional[int] = ..., stop_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    merge_pending_tokens: bool
+    def __init__(self, prompt_tokens: _Optional[_Iterable[_Union[_types_pb2.TokenIds, _Mapping]]] = ..., max_gen_len: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., logprobs: _Optional[bool] = ..., echo: _Optional[bool] = ..., seed: _Optional[int] = ..., stop_ids: _Optional[_Iterable[int]] = ..., merge_pending_tokens: _Optional[bool] = ...) -> None: ...
 
 class StreamGenerateResponse(_message.Message):
     __slots__ = ("index", "tokens", "logprobs", "finish_reason")
