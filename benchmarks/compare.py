@@ -7,8 +7,10 @@ transformers' greedy generate (batch 1 and 16); the seed's static-batch generate
 through llama-cpp-python on an f32 GGUF of the same weights (after checking its greedy tokens
 equal transformers'); and the stack through the gateway at concurrency 1, 4 and 16 (fixed and
 exponential output lengths, EOS ignored), with the model service called directly for the
-gateway's TTFT overhead. Writes OUT/results.json, OUT/throughput.png and OUT/latency.png, and
-prints the table BENCHMARKS.md holds.
+gateway's TTFT overhead. The stack stays up (idle) while the in-process peers run, and each
+target's two sides run back to back: transformers b=1 then the gateway at c=1, llama.cpp b=1
+then c=16, the static batches then c=16 with the same exponential lengths. Writes
+OUT/results.json, OUT/throughput.png and OUT/latency.png, and prints the table BENCHMARKS.md holds.
 """
 
 from __future__ import annotations
@@ -79,48 +81,45 @@ def start_stack(ckpt: Path, tokenizer_path: Path, log_dir: Path) -> list[Service
     return [tok, model, gw]
 
 
-def bench_stack(services: list[Service], tok: Tokenizer, exp_lengths: list[int]) -> dict:
-    """The load generator through the gateway (and straight to the model service)."""
-    import grpc
+class StackRunner:
+    """The load generator through the gateway (or straight to the model service) of a running stack."""
 
-    from llama.v1 import gateway_pb2_grpc, model_pb2_grpc
+    def __init__(self, services: list[Service], tok: Tokenizer) -> None:
+        import grpc
 
-    _, model, gw = services
-    gw_stub = gateway_pb2_grpc.GatewayServiceStub(grpc.insecure_channel(gw.address))
-    model_stub = model_pb2_grpc.ModelServiceStub(grpc.insecure_channel(model.address))
-    out = {}
+        from llama.v1 import gateway_pb2_grpc, model_pb2_grpc
 
-    def go(name: str, target: str, n: int, concurrency: int, lengths: list[int] | None = None) -> None:
-        reqs = make_requests(tok, n, PROMPT_LEN, NEW_TOKENS, "fixed", seed=len(out))
+        _, model, gw = services
+        self.gw_stub = gateway_pb2_grpc.GatewayServiceStub(grpc.insecure_channel(gw.address))
+        self.model_stub = model_pb2_grpc.ModelServiceStub(grpc.insecure_channel(model.address))
+        self.tok = tok
+        self.out: dict = {}
+
+    def go(self, name: str, target: str, n: int, concurrency: int, lengths: list[int] | None = None) -> None:
+        """n requests at a concurrency; fixed output lengths unless lengths are given."""
+        reqs = make_requests(self.tok, n, PROMPT_LEN, NEW_TOKENS, "fixed", seed=len(self.out))
         if lengths is not None:
             for r, length in zip(reqs, lengths, strict=False):
                 r.output_len = length
-        stub = gw_stub if target == "gateway" else model_stub
+        stub = self.gw_stub if target == "gateway" else self.model_stub
         stream = stream_gateway if target == "gateway" else stream_model
         results, wall = run(lambda r: stream(stub, r), reqs, concurrency, None)
-        out[name] = summarize(results, wall)
-        s = out[name]
+        self.out[name] = s = summarize(results, wall)
         print(
             f"  {name:<28} {s['output_throughput']:8.1f} tok/s  TTFT p50 {s['ttft_ms']['p50']:7.1f} ms  "
             f"TPOT p50 {s['tpot_ms']['p50']:6.1f} ms  failed {s['failed']}",
             flush=True,
         )
 
-    go("warmup", "gateway", 4, 4)
-    out["ttft pairs"] = ttft_pairs(model_stub, gw_stub, make_requests(tok, 30, PROMPT_LEN, 32, "fixed", seed=99))
-    p = out["ttft pairs"]
-    print(
-        f"  {'TTFT, alternating requests':<28} model {p['model_ms']:.1f} ms, gateway {p['gateway_ms']:.1f} ms, "
-        f"overhead p50 {p['overhead_ms']:.1f} ms",
-        flush=True,
-    )
-    go("model direct c=1", "model", 12, 1)
-    go("gateway c=1", "gateway", 12, 1)
-    go("gateway c=4", "gateway", 16, 4)
-    go("gateway c=16", "gateway", 48, 16)
-    go("gateway c=16 exponential", "gateway", len(exp_lengths), 16, exp_lengths)
-    del out["warmup"]
-    return out
+    def ttft(self) -> None:
+        """The gateway's TTFT overhead: model direct and gateway requests alternately."""
+        reqs = make_requests(self.tok, 30, PROMPT_LEN, 32, "fixed", seed=99)
+        self.out["ttft pairs"] = p = ttft_pairs(self.model_stub, self.gw_stub, reqs)
+        print(
+            f"  {'TTFT, alternating requests':<28} model {p['model_ms']:.1f} ms, gateway {p['gateway_ms']:.1f} ms, "
+            f"overhead p50 {p['overhead_ms']:.1f} ms",
+            flush=True,
+        )
 
 
 def ttft_pairs(model_stub: object, gw_stub: object, requests: list) -> dict[str, float]:
@@ -167,17 +166,22 @@ def bench_size(size: str, tok_proto: bytes, work: Path, use_llamacpp: bool, band
 
     rng = random.Random(1)
     prompts = [[1] + [rng.randrange(259, args.vocab_size) for _ in range(PROMPT_LEN - 1)] for _ in range(BATCH)]
+    exp = exponential_lengths(128, NEW_TOKENS)
     hf = hf_model(state, args)
-    result["transformers_b1"] = hf_decode(hf, prompts[:1], NEW_TOKENS)
-    result["transformers_b16"] = hf_decode(hf, prompts, NEW_TOKENS)
-    print(
-        f"  transformers b=1 {result['transformers_b1']['output_tok_s']:.1f} tok/s, "
-        f"b=16 {result['transformers_b16']['output_tok_s']:.1f} tok/s",
-        flush=True,
+    init_distributed("cpu")
+    model = load_model(
+        ckpt,
+        max_seq_len=1024,
+        max_batch_size=BATCH,
+        device=torch.device("cpu"),
+        dtype_name="float32",
+        rank=0,
+        world_size=1,
+        prepack=True,
     )
-
+    llm = None
     if use_llamacpp:
-        from benchmarks.peers import llamacpp_decode, llamacpp_greedy, llamacpp_model, write_gguf
+        from benchmarks.peers import llamacpp_greedy, llamacpp_model, write_gguf
 
         gguf_path = work / f"{size}-f32.gguf"
         write_gguf(gguf_path, state, args, tok_proto)
@@ -193,40 +197,49 @@ def bench_size(size: str, tok_proto: bytes, work: Path, use_llamacpp: bool, band
         )[0, PROMPT_LEN:].tolist()
         result["llamacpp_greedy_matches"] = ours == ref
         print(f"  llama.cpp greedy tokens equal transformers': {ours == ref}", flush=True)
-        result["llamacpp_b1"] = llamacpp_decode(llm, prompts[0], NEW_TOKENS)
-        print(f"  llama.cpp b=1 {result['llamacpp_b1']['output_tok_s']:.1f} tok/s", flush=True)
-        del llm
-    del hf
 
-    init_distributed("cpu")
-    model = load_model(
-        ckpt,
-        max_seq_len=1024,
-        max_batch_size=BATCH,
-        device=torch.device("cpu"),
-        dtype_name="float32",
-        rank=0,
-        world_size=1,
-        prepack=True,
-    )
-    result["seed_b1"] = seed_decode(model, prompts[:1], NEW_TOKENS)
-    exp = exponential_lengths(128, NEW_TOKENS)
-    exp_prompts = [p for p in prompts for _ in range(8)]
-    result["static_exponential"] = static_batches(model, exp_prompts, exp, BATCH)
-    print(
-        f"  seed generate b=1 {result['seed_b1']['output_tok_s']:.1f} tok/s; static batches of 16, exponential "
-        f"lengths: {result['static_exponential']['output_tok_s']:.1f} tok/s",
-        flush=True,
-    )
-    del model
-
+    # The stack idles while an in-process peer runs; each target's two sides run back to back, so
+    # the drift of a shared machine over the minutes of the run does not land in their ratio.
     tok_path.write_bytes(tok_proto)
     services = start_stack(ckpt, tok_path, work)
     try:
-        result["stack"] = bench_stack(services, tok, exp)
+        stack = StackRunner(services, tok)
+        stack.go("warmup", "gateway", 4, 4)
+        stack.ttft()
+
+        result["transformers_b1"] = hf_decode(hf, prompts[:1], NEW_TOKENS)
+        print(f"  transformers b=1 {result['transformers_b1']['output_tok_s']:.1f} tok/s", flush=True)
+        stack.go("gateway c=1", "gateway", 12, 1)
+        stack.go("model direct c=1", "model", 12, 1)
+        result["seed_b1"] = seed_decode(model, prompts[:1], NEW_TOKENS)
+        print(f"  seed generate b=1 {result['seed_b1']['output_tok_s']:.1f} tok/s", flush=True)
+
+        if llm is not None:
+            from benchmarks.peers import llamacpp_decode
+
+            result["llamacpp_b1"] = llamacpp_decode(llm, prompts[0], NEW_TOKENS)
+            print(f"  llama.cpp b=1 {result['llamacpp_b1']['output_tok_s']:.1f} tok/s", flush=True)
+        stack.go("gateway c=16", "gateway", 48, 16)
+        stack.go("gateway c=4", "gateway", 16, 4)
+
+        exp_prompts = [p for p in prompts for _ in range(8)]
+        result["static_exponential"] = static_batches(model, exp_prompts, exp, BATCH)
+        print(
+            f"  seed static batches of 16, exponential lengths {result['static_exponential']['output_tok_s']:.1f} "
+            "tok/s",
+            flush=True,
+        )
+        stack.go("gateway c=16 exponential", "gateway", len(exp), 16, exp)
+
+        result["transformers_b16"] = hf_decode(hf, prompts, NEW_TOKENS)
+        print(f"  transformers b=16 {result['transformers_b16']['output_tok_s']:.1f} tok/s", flush=True)
+        del stack.out["warmup"]
+        order = ["ttft pairs", "model direct c=1", "gateway c=1", "gateway c=4", "gateway c=16"]
+        result["stack"] = {k: stack.out[k] for k in [*order, "gateway c=16 exponential"]}
     finally:
         for svc in reversed(services):
             svc.stop()
+    del hf, model, llm
     return result
 
 
