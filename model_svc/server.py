@@ -69,7 +69,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
                 while merge and isinstance(item, Event) and item.finish is None and not queue.empty():
                     nxt = queue.get_nowait()
                     same_row = isinstance(nxt, Event) and nxt.index == item.index
-                    if not (same_row and self._mergeable(params, item, echoed)):
+                    if not same_row or (params.echo and item.index not in echoed):  # never into an echo
                         held = nxt
                         break
                     item = Event(item.index, item.tokens + nxt.tokens, item.logprobs + nxt.logprobs, nxt.finish)
@@ -82,11 +82,6 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         finally:
             if left:  # the caller cancelled, its deadline passed, or the request failed
                 self.engine.cancel(request)
-
-    @staticmethod
-    def _mergeable(params: GenerateParams, item: Event, echoed: set[int]) -> bool:
-        """Whether later tokens may join item: not when item is a row's echo of its prompt."""
-        return not params.echo or item.index in echoed
 
     @rpc
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:

@@ -149,37 +149,12 @@ def test_terminal_client(live_stack) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == unary_chat(live_stack) + "\n"
-    out = client(
-        "--addr",
-        live_stack.gateway,
-        "complete",
-        "Once upon a time",
-        "--max-gen-len",
-        "8",
-        "--seed",
-        "3",
-        "--temperature",
-        "0.8",
-        "--json",
-        "--logprobs",
-    )
+    seeded = ("--addr", live_stack.gateway, "complete", "Once upon a time", "--max-gen-len", "8", "--seed", "3")
+    out = client(*seeded, "--temperature", "0.8", "--json", "--logprobs")
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert sum(len(m["logprobs"]) for m in lines) == 8 and lines[-1]["finish_reason"] == "FINISH_REASON_LENGTH"
-    again = client(
-        "--addr",
-        live_stack.gateway,
-        "complete",
-        "Once upon a time",
-        "--max-gen-len",
-        "8",
-        "--seed",
-        "3",
-        "--temperature",
-        "0.8",
-        "--json",
-        "--logprobs",
-    )
+    again = client(*seeded, "--temperature", "0.8", "--json", "--logprobs")
     assert again.stdout == out.stdout  # same seed, same text
     info = client("--addr", live_stack.gateway, "info")
     assert json.loads(info.stdout)["max_seq_len"] == 512
