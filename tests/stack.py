@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from pathlib import Path
 
 from llama_grpc.launch import Service, free_port, python_module
@@ -59,3 +61,16 @@ def gateway_service(tokenizer_addr: str, model_addrs: str, *args: str, metrics: 
     )
     svc.wait_healthy(120)
     return svc
+
+
+def scrape(url: str) -> str:
+    """The Prometheus text a /metrics URL serves."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    """The value of an unlabelled sample (or a name with its labels) in Prometheus text."""
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert m, f"{name} not in metrics"
+    return float(m.group(1))

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.request
 
 import grpc
 import pytest
@@ -22,7 +21,7 @@ from llama_grpc.launch import health_status
 from model_svc.generation import generate
 from model_svc.hf import hf_model
 from tests.conftest import MHA, VOCAB, load
-from tests.stack import model_service, rank_pids
+from tests.stack import metric, model_service, rank_pids, scrape
 
 SERVICE_ARGS = ("--max-seq-len", "128", "--max-batch-size", "16")
 
@@ -175,15 +174,8 @@ def engine_info(svc) -> pb.GetEngineInfoResponse:
     return stub_for(svc).GetEngineInfo(pb.GetEngineInfoRequest())
 
 
-def scrape(svc) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{svc.metrics_port}/metrics", timeout=5) as r:
-        return r.read().decode()
-
-
-def metric(text: str, name: str) -> float:
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
-    assert m, f"{name} not in metrics"
-    return float(m.group(1))
+def scrape_svc(svc) -> str:
+    return scrape(f"http://127.0.0.1:{svc.metrics_port}/metrics")
 
 
 def test_fifty_cancelled_streams_leave_no_rows(long_rows) -> None:
@@ -206,7 +198,7 @@ def test_fifty_cancelled_streams_leave_no_rows(long_rows) -> None:
             break
         time.sleep(0.05)
     assert (info.active_rows, info.queued, started) == (0, 0, 50)
-    text = scrape(mp1)
+    text = scrape_svc(mp1)
     assert metric(text, "llama_engine_active_rows") == 0
     assert metric(text, "llama_engine_queued_requests") == 0
     assert metric(text, 'llama_engine_finished_rows_total{reason="cancelled"}') == 50

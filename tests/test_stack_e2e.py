@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -24,6 +23,7 @@ from llama.v1 import gateway_pb2 as pb
 from llama.v1 import gateway_pb2_grpc
 from llama.v1 import types_pb2 as types
 from tests.conftest import ROOT
+from tests.stack import metric, scrape
 
 CHAT_JSON = json.dumps(
     {
@@ -189,17 +189,6 @@ def test_python_client_has_the_seeds_api(live_stack) -> None:
     generator.close()
 
 
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return r.read().decode()
-
-
-def value(text: str, pattern: str) -> float:
-    m = re.search(rf"^{pattern} (\S+)$", text, re.M)
-    assert m, f"{pattern} not found"
-    return float(m.group(1))
-
-
 def test_metrics_during_a_request(live_stack) -> None:
     urls = live_stack.metrics
     assert urls.get("gateway") and urls.get("model"), "metrics URLs are needed (LLAMA_GRPC_*_METRICS)"
@@ -214,21 +203,21 @@ def test_metrics_during_a_request(live_stack) -> None:
         rest.start()
         rest.join(120)
     after_model, gw = scrape(urls["model"]), scrape(urls["gateway"])
-    assert value(during, "llama_engine_active_rows") >= 1
-    assert value(during, "llama_engine_queued_requests") >= 0
-    assert value(after_model, "llama_engine_generated_tokens_total") > value(
+    assert metric(during, "llama_engine_active_rows") >= 1
+    assert metric(during, "llama_engine_queued_requests") >= 0
+    assert metric(after_model, "llama_engine_generated_tokens_total") > metric(
         before, "llama_engine_generated_tokens_total"
     )
-    assert value(after_model, "llama_engine_prompt_tokens_total") > value(before, "llama_engine_prompt_tokens_total")
-    assert value(after_model, "llama_engine_time_to_first_token_seconds_count") >= 3
-    assert value(after_model, "llama_engine_inter_token_latency_seconds_count") > 0
-    assert value(gw, r'llama_rpc_requests_total\{code="OK",method="StreamChatCompletion",service="gateway"\}') >= 1
-    assert value(gw, "llama_gateway_time_to_first_token_seconds_count") >= 3
-    assert value(gw, "llama_gateway_inter_token_latency_seconds_count") > 0
-    assert value(gw, "llama_gateway_generated_tokens_total") > 0
+    assert metric(after_model, "llama_engine_prompt_tokens_total") > metric(before, "llama_engine_prompt_tokens_total")
+    assert metric(after_model, "llama_engine_time_to_first_token_seconds_count") >= 3
+    assert metric(after_model, "llama_engine_inter_token_latency_seconds_count") > 0
+    assert metric(gw, r'llama_rpc_requests_total\{code="OK",method="StreamChatCompletion",service="gateway"\}') >= 1
+    assert metric(gw, "llama_gateway_time_to_first_token_seconds_count") >= 3
+    assert metric(gw, "llama_gateway_inter_token_latency_seconds_count") > 0
+    assert metric(gw, "llama_gateway_generated_tokens_total") > 0
     if urls.get("tokenizer"):
         tok = scrape(urls["tokenizer"])
-        assert value(tok, r'llama_rpc_requests_total\{code="OK",method="EncodeDialogs",service="tokenizer"\}') >= 1
+        assert metric(tok, r'llama_rpc_requests_total\{code="OK",method="EncodeDialogs",service="tokenizer"\}') >= 1
 
 
 def test_model_info(live_stack) -> None:
